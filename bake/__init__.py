@@ -1,0 +1,1 @@
+"""Big Data BBQ image tooling: spec -> fingerprint -> build -> artifact -> publish -> deploy."""

@@ -1,0 +1,224 @@
+"""The artifact store: where finished builds live, and what each one holds.
+
+Layout::
+
+    STORE/<name>/<fingerprint>/      one good build (moved here only when complete)
+        <name>.qcow2 <name>.tar ...  the image files diskimage-builder wrote
+        <name>.d/dib-manifests/      diskimage-builder's manifests (packages, environment)
+        SHA256SUMS                   `sha256sum -c` format, one line per image file
+        build.log                    the full build log
+        manifest.json                what was built, from what, and how big it is
+    STORE/.failed/<name>-<fingerprint>-<time>/   failed builds, kept with their log
+    STORE/.tmp/                       builds in progress (same filesystem: moves are atomic)
+
+Example::
+
+    artifact = Artifact.load("artifacts/bbq-base/3f2a...")
+    artifact.verify()            # raises ArtifactError when a file fails its SHA256SUMS
+    artifact.image_file()        # Path of the qcow2 (or raw) image
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+CHECKSUMS = "SHA256SUMS"
+BUILD_LOG = "build.log"
+MANIFEST_FORMAT = 1
+# Files of these kinds are images that can be booted or uploaded, in order of preference.
+DISK_FORMATS = {".qcow2": "qcow2", ".raw": "raw", ".vhd": "vhd"}
+CHUNK = 1024 * 1024
+
+
+class ArtifactError(Exception):
+    """An artifact is missing, incomplete or fails its checksums."""
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class Artifact:
+    """One complete build in the store."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.manifest["name"]
+
+    @property
+    def version(self) -> str:
+        return self.manifest["version"]
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest["fingerprint"]
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return self.manifest["spec"]
+
+    @property
+    def files(self) -> dict[str, dict[str, Any]]:
+        return self.manifest["files"]
+
+    @classmethod
+    def load(cls, path: str | Path) -> Artifact:
+        """Read an artifact directory; raise ArtifactError when it is not a complete one."""
+        path = Path(path)
+        if not path.is_dir():
+            raise ArtifactError(f"{path}: no such artifact directory")
+        try:
+            manifest = json.loads((path / MANIFEST).read_text())
+        except FileNotFoundError:
+            raise ArtifactError(f"{path}: not a complete artifact ({MANIFEST} missing)") from None
+        except json.JSONDecodeError as exc:
+            raise ArtifactError(f"{path / MANIFEST}: invalid JSON: {exc}") from None
+        for key in ("name", "version", "fingerprint", "spec", "files"):
+            if key not in manifest:
+                raise ArtifactError(f"{path / MANIFEST}: missing key {key!r}")
+        artifact = cls(path, manifest)
+        for name, info in artifact.files.items():
+            file = path / name
+            if not file.is_file():
+                raise ArtifactError(f"{path}: file {name} listed in {MANIFEST} is missing")
+            if file.stat().st_size != info["size"]:
+                raise ArtifactError(
+                    f"{file}: size {file.stat().st_size} differs from the manifest's {info['size']}"
+                )
+        return artifact
+
+    def verify(self) -> None:
+        """Check every file against SHA256SUMS; raise ArtifactError naming the first bad one."""
+        sums = self.path / CHECKSUMS
+        if not sums.is_file():
+            raise ArtifactError(f"{self.path}: {CHECKSUMS} missing")
+        expected = parse_checksums(sums.read_text())
+        if set(expected) != set(self.files):
+            raise ArtifactError(f"{sums}: lists {sorted(expected)}, manifest {sorted(self.files)}")
+        for name, digest in expected.items():
+            actual = sha256_file(self.path / name)
+            if actual != digest:
+                raise ArtifactError(
+                    f"{self.path / name}: sha256 {actual} does not match {CHECKSUMS} ({digest})"
+                )
+
+    def image_file(self) -> tuple[Path, str]:
+        """The bootable/uploadable image and its disk format (qcow2 preferred over raw)."""
+        for suffix, disk_format in DISK_FORMATS.items():
+            for name in self.files:
+                if name.endswith(suffix):
+                    return self.path / name, disk_format
+        raise ArtifactError(f"{self.path}: no disk image among {sorted(self.files)}")
+
+    def tar_file(self) -> Path:
+        """The root filesystem tarball (output type `tar`), used to boot containers."""
+        for name in self.files:
+            if name.endswith(".tar"):
+                return self.path / name
+        raise ArtifactError(f"{self.path}: no .tar output (add `tar` to the spec's types)")
+
+
+def parse_checksums(text: str) -> dict[str, str]:
+    """``sha256sum`` output as {file name: hex digest}."""
+    result = {}
+    for line in text.splitlines():
+        if line.strip():
+            digest, name = line.split(maxsplit=1)
+            result[name.lstrip("*")] = digest
+    return result
+
+
+class Store:
+    """An artifact store rooted at a directory."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def path_for(self, name: str, fingerprint: str) -> Path:
+        return self.root / name / fingerprint
+
+    def find(self, name: str, fingerprint: str) -> Artifact | None:
+        """The complete artifact for this name and fingerprint, if the store has one."""
+        path = self.path_for(name, fingerprint)
+        if not path.exists():
+            return None
+        try:
+            return Artifact.load(path)
+        except ArtifactError:
+            return None
+
+    def artifacts(self) -> Iterator[Artifact]:
+        """Every complete artifact, newest first within each name."""
+        if not self.root.is_dir():
+            return
+        for name_dir in sorted(p for p in self.root.iterdir() if not p.name.startswith(".")):
+            found = []
+            for path in name_dir.iterdir() if name_dir.is_dir() else ():
+                try:
+                    found.append(Artifact.load(path))
+                except ArtifactError:
+                    continue
+            found.sort(key=lambda a: a.manifest.get("built_at", ""), reverse=True)
+            yield from found
+
+    def new_build_dir(self, name: str) -> Path:
+        """A fresh directory under STORE/.tmp for a build in progress."""
+        tmp = self.root / ".tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        path = tmp / f"{name}-{os.getpid()}-{time.time_ns()}"
+        path.mkdir()
+        return path
+
+    def commit(self, build_dir: Path, output_dir: Path, manifest: dict[str, Any]) -> Artifact:
+        """Write checksums and manifest into ``output_dir``, then move it into place.
+
+        ``manifest`` gets ``files`` (name, size, sha256) and is written last; the move into
+        STORE/<name>/<fingerprint> is a rename, so the store never shows half an artifact.
+        """
+        files = {}
+        for file in sorted(output_dir.iterdir()):
+            if file.is_file() and file.name not in (MANIFEST, CHECKSUMS, BUILD_LOG):
+                files[file.name] = {"size": file.stat().st_size, "sha256": sha256_file(file)}
+        (output_dir / CHECKSUMS).write_text(
+            "".join(f"{info['sha256']}  {name}\n" for name, info in files.items())
+        )
+        manifest = {**manifest, "format": MANIFEST_FORMAT, "files": files}
+        manifest["total_size"] = sum(info["size"] for info in files.values())
+        (output_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        final = self.path_for(manifest["name"], manifest["fingerprint"])
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():  # a forced rebuild replaces the old artifact
+            old = self.root / ".tmp" / f"replaced-{final.name}-{time.time_ns()}"
+            final.rename(old)
+            shutil.rmtree(old, ignore_errors=True)
+        output_dir.rename(final)
+        shutil.rmtree(build_dir, ignore_errors=True)
+        return Artifact.load(final)
+
+    def keep_failed(self, name: str, fingerprint: str, files: list[Path]) -> Path:
+        """Keep a failed build's log and reports under STORE/.failed; return that directory."""
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        path = self.root / ".failed" / f"{name}-{fingerprint[:12]}-{stamp}"
+        path.mkdir(parents=True, exist_ok=True)
+        for file in files:
+            if file.exists():
+                shutil.copy2(file, path / file.name)
+        return path

@@ -1,0 +1,397 @@
+"""Image specs: load ``image-specs/*.yaml``, merge their includes, apply defaults, validate.
+
+A spec is validated in two passes: each file alone against the schema (so a bad value is
+reported in the file that holds it), then the merged result (required keys, cross-field
+rules, element names). Every problem is collected; :class:`SpecError` carries them all.
+
+Example::
+
+    spec = load_spec("image-specs/base.yaml", elements_dirs=[Path("elements")])
+    spec.name, spec.elements, spec.environment
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from bake import distros
+
+SCHEMA_PATH = Path(__file__).with_name("schemas") / "image-spec.json"
+
+# Lists that an including file extends; any other value it replaces.
+EXTENDING_KEYS = ("elements", "packages", "smoke")
+
+DEFAULTS: Mapping[str, Any] = {
+    "arch": "amd64",
+    "types": ["qcow2", "tar"],
+    "partitioned": True,
+    "packages": [],
+    "environment": {},
+    "mirrors": {},
+    "app": False,
+    "glance": {},
+    "smoke": [],
+}
+
+# Variables a spec may not set in `environment`: bake sets them from other fields.
+RESERVED_ENVIRONMENT = {
+    "ELEMENTS_PATH": "bake sets it to elements/ of this project",
+    "DIB_RELEASE": "use the `release` field",
+    "DIB_DISTRIBUTION_MIRROR": "use `mirrors.main`",
+    "DIB_DEBIAN_SECURITY_MIRROR": "use `mirrors.security`",
+    "DIB_IMAGE_CACHE": "a host setting, not part of an image",
+    "TMP_DIR": "bake builds in its own temporary directory",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a spec: where (file, field path), what, and the bad value."""
+
+    file: str
+    field: str
+    message: str
+    value: Any = dataclasses.field(default=None)
+    has_value: bool = False
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.field}" if self.field else self.file
+        text = f"{where}: {self.message}"
+        if self.has_value:
+            text += f" (value: {json.dumps(self.value, default=str)})"
+        return text
+
+
+class SpecError(Exception):
+    """A spec (or several) failed validation; ``problems`` lists every reason."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """A validated spec with includes merged and defaults applied."""
+
+    path: Path
+    name: str
+    version: str
+    description: str
+    distro: str
+    release: str
+    arch: str
+    elements: tuple[str, ...]
+    packages: tuple[str, ...]
+    environment: Mapping[str, str]
+    types: tuple[str, ...]
+    image_size: float | None
+    partitioned: bool
+    mirrors: Mapping[str, str]
+    app: bool
+    glance: Mapping[str, Any]
+    sahara: Mapping[str, Any] | None
+    smoke: tuple[Mapping[str, Any], ...]
+    files: tuple[Path, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as plain data, in the schema's vocabulary, without file locations."""
+        data = {
+            "name": self.name,
+            "version": self.version,
+            "description": self.description,
+            "distro": self.distro,
+            "release": self.release,
+            "arch": self.arch,
+            "elements": list(self.elements),
+            "packages": list(self.packages),
+            "environment": dict(self.environment),
+            "types": list(self.types),
+            "image-size": self.image_size,
+            "partitioned": self.partitioned,
+            "mirrors": dict(self.mirrors),
+            "app": self.app,
+            "glance": copy.deepcopy(dict(self.glance)),
+            "sahara": copy.deepcopy(dict(self.sahara)) if self.sahara else None,
+            "smoke": [dict(check) for check in self.smoke],
+        }
+        return data
+
+    def replace(self, **changes: Any) -> Spec:
+        """A copy with some fields changed (e.g. ``partitioned`` from the command line)."""
+        return dataclasses.replace(self, **changes)
+
+
+@cache
+def _schemas() -> tuple[dict, dict]:
+    """The full schema, and a partial one for a single file of an include chain."""
+    full = json.loads(SCHEMA_PATH.read_text())
+    partial = copy.deepcopy(full)
+    partial.pop("required", None)
+    partial["properties"]["sahara"].pop("required", None)
+    return full, partial
+
+
+def _field_path(parts: Iterable[Any]) -> str:
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _schema_problems(data: Any, schema: dict, file: str) -> Iterator[Problem]:
+    validator = jsonschema.Draft202012Validator(schema)
+    for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.path))):
+        path = list(error.absolute_path)
+        if error.validator == "additionalProperties":
+            allowed = sorted(error.schema.get("properties", {}))
+            for key in sorted(set(error.instance) - set(allowed)):
+                yield Problem(
+                    file,
+                    _field_path([*path, key]),
+                    f"unknown key (allowed: {', '.join(allowed)})",
+                )
+            continue
+        if error.validator == "required":
+            missing = error.message.split("'")[1]
+            yield Problem(file, _field_path([*path, missing]), "required key is missing")
+            continue
+        if error.validator == "propertyNames":
+            yield Problem(
+                file,
+                _field_path([*path, error.instance]),
+                f"invalid key name: does not match {error.schema['pattern']!r}",
+            )
+            continue
+        yield Problem(file, _field_path(path), _message(error), error.instance, True)
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    """A short message without repeating the value (Problem prints it)."""
+    kind = error.validator
+    if kind == "enum":
+        return "must be one of " + ", ".join(json.dumps(v) for v in error.validator_value)
+    if kind == "pattern":
+        return f"does not match {error.validator_value!r}"
+    if kind == "type":
+        return f"must be of type {error.validator_value}"
+    if kind == "minItems":
+        return f"must have at least {error.validator_value} item(s)"
+    if kind == "uniqueItems":
+        return "has duplicate items"
+    if kind in ("minimum", "exclusiveMinimum", "maximum", "minLength"):
+        return error.message.split(" is ", 1)[-1]
+    return error.message
+
+
+class _Loader:
+    """Reads one spec file and its includes, collecting problems instead of stopping."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.problems: list[Problem] = []
+        self.files: list[Path] = []
+
+    def show(self, path: Path) -> str:
+        try:
+            return str(path.resolve().relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    def read(self, path: Path, chain: tuple[Path, ...] = ()) -> dict | None:
+        """The file merged over its includes, or None when it cannot be read."""
+        path = path.resolve()
+        shown = self.show(path)
+        if path in chain:
+            cycle = " -> ".join(self.show(p) for p in (*chain, path))
+            self.problems.append(Problem(shown, "include", f"include cycle: {cycle}"))
+            return None
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            self.problems.append(Problem(shown, "", "file not found"))
+            return None
+        except OSError as exc:
+            self.problems.append(Problem(shown, "", f"cannot read: {exc.strerror}"))
+            return None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            self.problems.append(Problem(shown, "", f"invalid YAML: {where}{problem}"))
+            return None
+        if not isinstance(data, dict):
+            kind = "empty" if data is None else type(data).__name__
+            self.problems.append(Problem(shown, "", f"must be a mapping of keys, not {kind}"))
+            return None
+        self.files.append(path)
+        problems = list(_schema_problems(data, _schemas()[1], shown))
+        self.problems.extend(problems)
+        if problems:
+            return None
+        merged: dict = {}
+        for index, name in enumerate(data.get("include", [])):
+            target = (path.parent / name).resolve()
+            if not target.exists():
+                self.problems.append(
+                    Problem(shown, f"include[{index}]", "included file not found", name, True)
+                )
+                continue
+            included = self.read(target, (*chain, path))
+            if included is not None:
+                merged = merge(merged, included)
+        own = {k: v for k, v in data.items() if k != "include"}
+        return merge(merged, own)
+
+
+def merge(base: Mapping[str, Any], over: Mapping[str, Any], top: bool = True) -> dict:
+    """``over`` merged onto ``base``: mappings merge, EXTENDING_KEYS lists extend, else replace."""
+    result = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+            result[key] = merge(result[key], value, top=False)
+        elif top and key in EXTENDING_KEYS and isinstance(result.get(key), list):
+            combined = result[key] + [v for v in value if v not in result[key]]
+            result[key] = copy.deepcopy(combined)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def load_spec(
+    path: str | Path,
+    elements_dirs: Iterable[Path] = (),
+    root: Path | None = None,
+) -> Spec:
+    """Load, merge and validate one spec file; raise SpecError listing every problem.
+
+    ``elements_dirs`` are searched (with diskimage-builder's own elements) to check that
+    every element named exists. ``root`` is what file names in messages are relative to.
+    """
+    path = Path(path)
+    loader = _Loader((root or Path.cwd()).resolve())
+    data = loader.read(path)
+    shown = loader.show(path)
+    if data is None:
+        raise SpecError(loader.problems)
+    problems = list(_schema_problems(data, _schemas()[0], shown))
+    if not problems:
+        problems = list(_semantic_problems(data, shown, list(elements_dirs)))
+    if problems:
+        raise SpecError(problems)
+    full = merge(DEFAULTS, data)
+    return Spec(
+        path=path.resolve(),
+        name=full["name"],
+        version=full["version"],
+        description=full.get("description", ""),
+        distro=full["distro"],
+        release=full["release"],
+        arch=full["arch"],
+        elements=tuple(full["elements"]),
+        packages=tuple(full["packages"]),
+        environment=dict(full["environment"]),
+        types=tuple(full["types"]),
+        image_size=full.get("image-size"),
+        partitioned=full["partitioned"],
+        mirrors=dict(full["mirrors"]),
+        app=full["app"],
+        glance=full["glance"],
+        sahara=full.get("sahara"),
+        smoke=tuple(full["smoke"]),
+        files=tuple(loader.files),
+    )
+
+
+def _semantic_problems(data: dict, file: str, elements_dirs: list[Path]) -> Iterator[Problem]:
+    """Rules the schema cannot say: known elements, reserved variables, valid regexes."""
+    known = available_elements(elements_dirs)
+    distro = distros.DISTROS[data["distro"]]
+    for index, element in enumerate(data["elements"]):
+        field = f"elements[{index}]"
+        if element not in known:
+            searched = ", ".join(str(d) for d in elements_dirs) or "(none)"
+            yield Problem(
+                file,
+                field,
+                f"no such element in {searched} or diskimage-builder's elements",
+                element,
+                True,
+            )
+        elif element in distros.DISTRO_ELEMENTS:
+            yield Problem(
+                file,
+                field,
+                f"distro elements come from `distro` (here {distro.element}); remove it",
+                element,
+                True,
+            )
+        elif element in ("vm", "baremetal"):
+            yield Problem(
+                file,
+                field,
+                "set `partitioned: true` (vm) or `partitioned: false` (baremetal) instead",
+                element,
+                True,
+            )
+    for key in data.get("environment", {}):
+        if key in RESERVED_ENVIRONMENT:
+            yield Problem(
+                file, f"environment.{key}", f"reserved: {RESERVED_ENVIRONMENT[key]}", key, True
+            )
+    if data.get("mirrors", {}).get("security") and not distro.security_mirror_env:
+        yield Problem(
+            file,
+            "mirrors.security",
+            f"{data['distro']} has no separate security mirror",
+            data["mirrors"]["security"],
+            True,
+        )
+    for index, check in enumerate(data.get("smoke", [])):
+        if "expect" in check:
+            try:
+                re.compile(check["expect"])
+            except re.error as exc:
+                yield Problem(
+                    file,
+                    f"smoke[{index}].expect",
+                    f"invalid regular expression: {exc}",
+                    check["expect"],
+                    True,
+                )
+
+
+def dib_elements_dir() -> Path:
+    """The directory of diskimage-builder's own elements."""
+    from diskimage_builder import paths
+
+    return Path(paths.get_path("elements"))
+
+
+def available_elements(elements_dirs: Iterable[Path]) -> set[str]:
+    """Names of every element in ``elements_dirs`` and in diskimage-builder."""
+    names: set[str] = set()
+    for directory in [*elements_dirs, dib_elements_dir()]:
+        if directory.is_dir():
+            names.update(p.name for p in directory.iterdir() if p.is_dir())
+    return names
+
+
+def spec_files(directory: Path) -> list[Path]:
+    """The image specs in ``directory`` (``*.yaml``; includes live in subdirectories)."""
+    return sorted(p for p in directory.glob("*.yaml") if p.name != "matrix.yaml")
