@@ -1,0 +1,168 @@
+"""Normalise raw messages into packet documents, or dead letters that say why not.
+
+A message is one JSON object (UTF-8), e.g.::
+
+    {"id": "web-1", "service": "web", "value": 12.5, "type": "latency", "time": 1764000000.0}
+
+``id`` (string or integer), ``service`` (string) and ``value`` (number) are required;
+``type`` (string, default ``"event"``) and ``time`` (epoch seconds or ISO 8601, when the
+producer made it) are optional. The packet id becomes the document ``_id``, which is what
+makes storing idempotent: a redelivered message maps to the same document.
+
+>>> doc, dead = normalise('{"id": 1, "service": "web", "value": 2}', max_bytes=1024)
+>>> doc["_id"], doc["service"], doc["value"], doc["type"], dead
+('1', 'web', 2.0, 'event', None)
+>>> normalise("not json", max_bytes=1024)[1]["reason"]
+'not JSON: Expecting value at line 1 column 1'
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+
+MAX_ID_CHARS = 256
+MAX_SERVICE_CHARS = 128
+MAX_TYPE_CHARS = 64
+RAW_KEEP_CHARS = 2048  # how much of a rejected message the dead letter keeps
+
+UTC = dt.UTC
+
+
+class Rejected(ValueError):
+    """A message that cannot become a packet; str() is the reason kept in the dead letter."""
+
+
+def _text(obj: dict, key: str, limit: int, required: bool, default: str | None = None):
+    if key not in obj or obj[key] is None:
+        if required:
+            raise Rejected(f"missing field '{key}'")
+        return default
+    value = obj[key]
+    if not isinstance(value, str):
+        raise Rejected(f"field '{key}' must be a string, not {type(value).__name__}")
+    value = value.strip()
+    if not value:
+        raise Rejected(f"field '{key}' is empty")
+    if len(value) > limit:
+        raise Rejected(f"field '{key}' is longer than {limit} characters")
+    return value
+
+
+def _packet_id(obj: dict) -> str:
+    if "id" not in obj or obj["id"] is None:
+        raise Rejected("missing field 'id'")
+    value = obj["id"]
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise Rejected(f"field 'id' must be a string or an integer, not {type(value).__name__}")
+    value = str(value).strip()
+    if not value:
+        raise Rejected("field 'id' is empty")
+    if len(value) > MAX_ID_CHARS:
+        raise Rejected(f"field 'id' is longer than {MAX_ID_CHARS} characters")
+    return value
+
+
+def _number(obj: dict, key: str) -> float:
+    if key not in obj or obj[key] is None:
+        raise Rejected(f"missing field '{key}'")
+    value = obj[key]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Rejected(f"field '{key}' must be a number, not {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise Rejected(f"field '{key}' must be finite")
+    return value
+
+
+def _time(obj: dict) -> dt.datetime | None:
+    value = obj.get("time")
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise Rejected("field 'time' must be epoch seconds or an ISO 8601 string, not bool")
+    try:
+        if isinstance(value, int | float):
+            return dt.datetime.fromtimestamp(value, UTC)
+        if isinstance(value, str):
+            parsed = dt.datetime.fromisoformat(value)
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise Rejected(f"field 'time' is not a valid time: {exc}") from None
+    raise Rejected(
+        f"field 'time' must be epoch seconds or an ISO 8601 string, not {type(value).__name__}"
+    )
+
+
+def parse(raw: str | bytes, max_bytes: int) -> dict:
+    """The packet fields of one raw message; raises Rejected with the reason."""
+    size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise Rejected(f"oversized: {size} bytes > {max_bytes}")
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise Rejected(f"not UTF-8: {exc.reason}") from None
+    try:
+        obj = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise Rejected(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise Rejected("not JSON: nested too deeply") from None
+    if not isinstance(obj, dict):
+        raise Rejected(f"not a JSON object but {type(obj).__name__}")
+    return {
+        "_id": _packet_id(obj),
+        "service": _text(obj, "service", MAX_SERVICE_CHARS, required=True),
+        "value": _number(obj, "value"),
+        "type": _text(obj, "type", MAX_TYPE_CHARS, required=False, default="event"),
+        "sent": _time(obj),
+    }
+
+
+def dead_letter_id(raw: str | bytes, source_id: str | None, position: str | None) -> str:
+    """A stable id for a rejected message, so a redelivered one is kept only once.
+
+    The source's own message id when it has one (Zaqar), else the message's position in
+    its micro-batch (a replayed batch replays the same positions), else a content hash.
+    """
+    if source_id:
+        return f"msg:{source_id}"
+    data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+    digest = hashlib.sha256(data).hexdigest()[:32]
+    return f"pos:{position}:{digest}" if position else f"sha:{digest}"
+
+
+def normalise(
+    raw: str | bytes | None,
+    max_bytes: int,
+    received: dt.datetime | None = None,
+    source_id: str | None = None,
+    position: str | None = None,
+) -> tuple[dict | None, dict | None]:
+    """``(packet, None)`` for a good message, ``(None, dead_letter)`` for a bad one."""
+    received = received or dt.datetime.now(UTC)
+    if received.tzinfo is None:
+        received = received.replace(tzinfo=UTC)
+    if raw is None:
+        raw = ""
+    try:
+        doc = parse(raw, max_bytes)
+    except Rejected as exc:
+        text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+        size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
+        return None, {
+            "_id": dead_letter_id(raw, source_id, position),
+            "reason": str(exc),
+            "raw": text[:RAW_KEEP_CHARS],
+            "size": size,
+            "received": received,
+            "source_id": source_id,
+        }
+    doc["received"] = received
+    if source_id:
+        doc["source_id"] = source_id
+    return doc, None

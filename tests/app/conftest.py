@@ -1,0 +1,10 @@
+"""Fixtures for the app's tests: real servers on 127.0.0.1, one per test session."""
+
+import sys
+from pathlib import Path
+
+_REPO = str(Path(__file__).resolve().parents[2])
+if _REPO not in sys.path:
+    sys.path.insert(0, _REPO)
+
+from tests.fixtures.mongo import mongo_server  # noqa: E402,F401
