@@ -1,0 +1,123 @@
+"""Build: from a plan and its fingerprint to a complete artifact in the store.
+
+Nothing reaches the store until the build has succeeded: the image is written in
+``STORE/.tmp/...`` and moved into ``STORE/<name>/<fingerprint>/`` in one rename. A failed
+build keeps its log under ``STORE/.failed/``; an interrupted one leaves nothing.
+
+Example::
+
+    outcome = build(plan, fp, Store("artifacts"))
+    outcome.artifact.path, outcome.skipped
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from bake import dib
+from bake.artifacts import BUILD_LOG, Artifact, Store
+from bake.fingerprint import Fingerprint
+from bake.plan import BuildPlan
+
+
+class BuildError(Exception):
+    """The build did not succeed; the message says why and where its log is."""
+
+
+class PreflightError(BuildError):
+    """The build cannot start on this host as asked (nothing was done)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    artifact: Artifact
+    skipped: bool  # True when an artifact with this fingerprint was already complete
+
+
+def preflight(plan: BuildPlan) -> None:
+    """Refuse early what would fail minutes into a build."""
+    if plan.spec.partitioned and not Path("/dev/mapper/control").exists():
+        raise PreflightError(
+            f"{plan.spec.name}: a partitioned image (vm element) needs device-mapper, and "
+            "/dev/mapper/control is missing here; build a plain filesystem image with --plain"
+        )
+    if os.geteuid() != 0 and not shutil.which("sudo"):
+        raise PreflightError("diskimage-builder needs root or sudo; neither is available")
+    for tool in ("debootstrap", "qemu-img") if plan.spec.distro in ("debian", "ubuntu") else ():
+        if not shutil.which(tool):
+            raise PreflightError(f"{tool} is not installed: run tools/bootstrap")
+
+
+def packages(output_dir: Path, name: str) -> list[dict[str, str]]:
+    """The package list diskimage-builder recorded (its dpkg manifest), if any."""
+    manifest = output_dir / f"{name}.d" / "dib-manifests" / f"dib-manifest-dpkg-{name}"
+    if not manifest.is_file():
+        return []
+    data = json.loads(manifest.read_text())
+    return [
+        {"name": p["package"], "version": p["version"], "arch": p["arch"]}
+        for p in data.get("packages", [])
+    ]
+
+
+def build(
+    plan: BuildPlan,
+    fingerprint: Fingerprint,
+    store: Store,
+    force: bool = False,
+    on_phase: Callable[[str, str, float], None] = dib.print_phase,
+) -> Outcome:
+    """Build the plan into the store unless an artifact with this fingerprint is complete.
+
+    Raises BuildError (build failed; log kept under STORE/.failed) or dib.BuildInterrupted
+    (nothing kept).
+    """
+    name = plan.spec.name
+    existing = store.find(name, fingerprint.value)
+    if existing and not force:
+        return Outcome(existing, skipped=True)
+    preflight(plan)
+    build_dir = store.new_build_dir(name)
+    output_dir = build_dir / "out"
+    output_dir.mkdir()
+    log_path = output_dir / BUILD_LOG
+    started = datetime.datetime.now(datetime.UTC)
+    try:
+        result = dib.run(plan, output_dir / name, build_dir / "work", log_path, on_phase)
+    except dib.BuildInterrupted:
+        shutil.rmtree(build_dir, ignore_errors=True)
+        raise
+    except BaseException:
+        shutil.rmtree(build_dir, ignore_errors=True)
+        raise
+    if result.returncode != 0:
+        kept = store.keep_failed(name, fingerprint.value, [log_path])
+        shutil.rmtree(build_dir, ignore_errors=True)
+        raise BuildError(
+            f"{name}: disk-image-create failed (exit {result.returncode}); "
+            f"log: {kept / BUILD_LOG}"
+        )
+    manifest = {
+        "name": name,
+        "version": plan.spec.version,
+        "fingerprint": fingerprint.value,
+        "spec": plan.spec.to_dict(),
+        "spec_file": plan.spec.path.name,
+        "dib_version": fingerprint.dib_version,
+        "elements": fingerprint.elements,
+        "app": fingerprint.app,
+        "command": plan.command(name),
+        "environment": plan.fingerprinted_environment(),
+        "packages": packages(output_dir, name),
+        "built_at": started.isoformat(timespec="seconds"),
+        "build_seconds": round(result.seconds, 1),
+        "phases": {k: round(v, 1) for k, v in result.phases.items()},
+        "status": "good",
+    }
+    return Outcome(store.commit(build_dir, output_dir, manifest), skipped=False)

@@ -1,0 +1,234 @@
+"""The ``bake`` command line: thin wrappers that parse arguments and call the step modules.
+
+Exit codes: 0 success (or nothing to do), 1 a build or operation failed, 2 bad input
+(spec, arguments, artifact), 130/143 interrupted by SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from bake import spec as specs
+from bake.artifacts import ArtifactError, Store
+from bake.mirrors import MirrorError
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+class CommandError(Exception):
+    """A one-line error for the user, with the exit code to leave with."""
+
+    def __init__(self, message: str, code: int = EXIT_BAD_INPUT):
+        super().__init__(message)
+        self.code = code
+
+
+def project_root(start: Path) -> Path:
+    """The first directory at or above ``start`` that has an ``elements/`` directory."""
+    start = start.resolve()
+    for directory in (start, *start.parents):
+        if (directory / "elements").is_dir():
+            return directory
+    return Path.cwd()
+
+
+def _elements_dir(args: argparse.Namespace, spec_path: Path) -> Path:
+    if args.elements_dir:
+        return Path(args.elements_dir)
+    return project_root(spec_path.parent) / "elements"
+
+
+def _load(args: argparse.Namespace, path: str) -> specs.Spec:
+    spec_path = Path(path)
+    elements_dir = _elements_dir(args, spec_path)
+    spec = specs.load_spec(spec_path, [elements_dir], root=Path.cwd())
+    if getattr(args, "partitioned", None) is not None:
+        spec = spec.replace(partitioned=args.partitioned)
+    return spec
+
+
+def _plan_and_fingerprint(args: argparse.Namespace, path: str):
+    from bake.fingerprint import fingerprint
+    from bake.plan import make_plan
+
+    spec = _load(args, path)
+    elements_dir = _elements_dir(args, Path(path))
+    try:
+        plan = make_plan(spec, elements_dir, os.environ)
+    except MirrorError as exc:
+        raise CommandError(f"{path}: {exc}") from None
+    return plan, fingerprint(plan, app_dir=elements_dir.parent / "app")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    paths = args.specs or [str(p) for p in specs.spec_files(Path("image-specs"))]
+    if not paths:
+        raise CommandError("no specs given and none found in image-specs/")
+    failed = 0
+    for path in paths:
+        try:
+            _load(args, path)
+        except specs.SpecError as exc:
+            failed += 1
+            for problem in exc.problems:
+                print(f"error: {problem}", file=sys.stderr)
+        else:
+            print(f"ok: {path}")
+    return EXIT_BAD_INPUT if failed else 0
+
+
+def cmd_fingerprint(args: argparse.Namespace) -> int:
+    plan, fp = _plan_and_fingerprint(args, args.spec)
+    if args.json:
+        print(json.dumps({"fingerprint": fp.value, **fp.inputs}, indent=2, sort_keys=True))
+    else:
+        print(fp.value)
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from bake import build, dib
+
+    plan, fp = _plan_and_fingerprint(args, args.spec)
+    store = Store(args.output)
+    name = plan.spec.name
+    if args.dry_run:
+        final = store.path_for(name, fp.value) / name
+        print(f"# {name} {plan.spec.version}  fingerprint {fp.value}")
+        print("env \\")
+        for key, value in plan.environment.items():
+            print(f"  {key}={shlex.quote(value)} \\")
+        print("  " + " ".join(shlex.quote(a) for a in plan.command(final)))
+        return 0
+    print(f"bake: {name} {plan.spec.version}: fingerprint {fp.value}", file=sys.stderr)
+    try:
+        outcome = build.build(plan, fp, store, force=args.force)
+    except build.PreflightError as exc:
+        raise CommandError(str(exc), EXIT_BAD_INPUT) from None
+    except build.BuildError as exc:
+        raise CommandError(str(exc), EXIT_FAILED) from None
+    except dib.BuildInterrupted as exc:
+        print(f"bake: {name}: {exc}; nothing was kept", file=sys.stderr)
+        return 128 + exc.signum
+    artifact = outcome.artifact
+    if outcome.skipped:
+        print(f"bake: {name}: up to date, not rebuilt (use --force): {artifact.path}")
+    else:
+        size = artifact.manifest["total_size"] / 2**20
+        seconds = artifact.manifest["build_seconds"]
+        print(f"bake: {name}: built in {seconds:.0f}s, {size:.0f} MiB: {artifact.path}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    store = Store(args.output)
+    rows = [
+        (
+            a.name,
+            a.version,
+            a.fingerprint[:12],
+            a.manifest.get("status", "?"),
+            f"{a.manifest.get('total_size', 0) / 2**20:.0f}M",
+            a.manifest.get("built_at", "?"),
+        )
+        for a in store.artifacts()
+    ]
+    if args.json:
+        print(json.dumps([dict(zip(_LIST_HEADER, row, strict=True)) for row in rows], indent=2))
+        return 0
+    if not rows:
+        print(f"no artifacts in {store.root}")
+        return 0
+    widths = [max(len(str(r[i])) for r in [_LIST_HEADER, *rows]) for i in range(len(rows[0]))]
+    for row in [_LIST_HEADER, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+_LIST_HEADER = ("name", "version", "fingerprint", "status", "size", "built")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bake", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--elements-dir", help="our elements (default: elements/ beside the spec's directory)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func: Callable[[argparse.Namespace], int], help: str):
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    def output_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--output",
+            default=os.environ.get("BBQ_ARTIFACTS", "artifacts"),
+            help="artifact store (default: $BBQ_ARTIFACTS or ./artifacts)",
+        )
+
+    def partition_options(p: argparse.ArgumentParser) -> None:
+        group = p.add_mutually_exclusive_group()
+        group.add_argument(
+            "--plain",
+            dest="partitioned",
+            action="store_false",
+            default=None,
+            help="plain filesystem image + kernel/initrd (no device-mapper needed)",
+        )
+        group.add_argument(
+            "--partitioned",
+            dest="partitioned",
+            action="store_true",
+            help="partitioned disk image (vm element; needs device-mapper)",
+        )
+
+    p = command("validate", cmd_validate, "check specs; report every problem, build nothing")
+    p.add_argument("specs", nargs="*", metavar="SPEC", help="default: image-specs/*.yaml")
+
+    p = command("fingerprint", cmd_fingerprint, "print the fingerprint of a spec's build")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--json", action="store_true", help="also print every input hashed")
+    partition_options(p)
+
+    p = command("build", cmd_build, "build a spec's image into the artifact store")
+    p.add_argument("spec", metavar="SPEC")
+    output_option(p)
+    p.add_argument("--dry-run", action="store_true", help="print the command and environment")
+    p.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    partition_options(p)
+
+    p = command("list", cmd_list, "list the artifacts in the store")
+    output_option(p)
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except specs.SpecError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+    except ArtifactError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""Run ``disk-image-create`` for a build plan: progress by phase, a log file, clean interrupts.
+
+diskimage-builder works in ``TMP_DIR``; bake points that at a directory of its own per build,
+so whatever the build mounted, attached or started can be found and undone afterwards, on
+success, failure or interruption alike (:func:`release_build_dir`).
+
+Example::
+
+    result = run(plan, output_stem=work / "out" / "bbq-base", work_dir=work / "tmp",
+                 log_path=work / "out" / "build.log")
+    result.returncode, result.seconds
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bake.plan import BuildPlan
+
+# diskimage-builder's phases in the order it runs them, and what marks their start in its log.
+PHASES = (
+    "root.d",
+    "extra-data.d",
+    "pre-install.d",
+    "install.d",
+    "post-install.d",
+    "post-root.d",
+    "block-device.d",
+    "pre-finalise.d",
+    "finalise.d",
+    "cleanup.d",
+    "convert",
+)
+_PHASE_LINE = re.compile(r"(?:hooks|in_target\.d)/([a-z-]+\.d)\b")
+_CONVERT_LINE = re.compile(r"Converting image using qemu-img|^.*tar -C .* -cf ")
+
+
+class BuildInterrupted(Exception):
+    """The build was stopped by SIGINT or SIGTERM; ``signum`` says which."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    returncode: int
+    seconds: float
+    phases: dict[str, float]  # phase -> seconds since start when it began
+
+
+def phase_of(line: str) -> str | None:
+    """The DIB phase a log line announces, if any."""
+    match = _PHASE_LINE.search(line)
+    if match and match.group(1) in PHASES and ("Running" in line or "Target" in line):
+        return match.group(1)
+    if "block_device" in line and "blockdevice" in line and "cmd_create" in line:
+        return "block-device.d"
+    if _CONVERT_LINE.search(line):
+        return "convert"
+    return None
+
+
+def print_phase(name: str, phase: str, elapsed: float) -> None:
+    """Default progress reporter: one line per phase on stderr."""
+    index = PHASES.index(phase) + 1
+    minutes, seconds = divmod(int(elapsed), 60)
+    print(
+        f"bake: {name}: [{index}/{len(PHASES)}] {phase:<15} {minutes}:{seconds:02d}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def run(
+    plan: BuildPlan,
+    output_stem: Path,
+    work_dir: Path,
+    log_path: Path,
+    on_phase: Callable[[str, str, float], None] = print_phase,
+) -> RunResult:
+    """Run disk-image-create; raise BuildInterrupted on SIGINT/SIGTERM (after cleaning up).
+
+    The full output goes to ``log_path``; ``on_phase(name, phase, elapsed)`` is called as
+    each phase begins. Whatever the outcome, ``work_dir`` is released and removed.
+    """
+    work_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.update(plan.environment)
+    env["TMP_DIR"] = str(work_dir)
+    env.setdefault("DIB_IMAGE_CACHE", str(Path.home() / ".cache" / "image-create"))
+    command = plan.command(output_stem)
+    command[0] = shutil.which(command[0]) or _venv_tool(command[0])
+    received: list[int] = []
+    start = time.monotonic()
+    phases: dict[str, float] = {}
+
+    def on_signal(signum, _frame):
+        received.append(signum)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+
+    with open(log_path, "a", buffering=1) as log:
+        log.write(f"$ {' '.join(command)}\n")
+        for key, value in plan.environment.items():
+            log.write(f"  {key}={value}\n")
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # our own process group: signals reach every child
+            text=True,
+            errors="replace",
+        )
+        previous = {
+            sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                log.write(line)
+                phase = phase_of(line)
+                if phase and phase not in phases and not received:
+                    phases[phase] = time.monotonic() - start
+                    on_phase(plan.spec.name, phase, phases[phase])
+            returncode = _wait_group(process)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            left = release_build_dir(work_dir)
+            if left:
+                log.write(f"bake: released after the build: {', '.join(left)}\n")
+            shutil.rmtree(work_dir, ignore_errors=True)
+    if received:
+        raise BuildInterrupted(received[0])
+    return RunResult(returncode, time.monotonic() - start, phases)
+
+
+def _venv_tool(name: str) -> str:
+    """A tool installed beside this Python (the venv's bin), for runs without PATH set."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    raise FileNotFoundError(f"{name} not found on PATH or beside {sys.executable}")
+
+
+def _wait_group(process: subprocess.Popen, grace: float = 60.0) -> int:
+    """Wait for the process, then give the rest of its group ``grace`` seconds to exit."""
+    returncode = process.wait()
+    deadline = time.monotonic() + grace
+    while _group_alive(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _group_alive(process.pid):
+        os.killpg(process.pid, signal.SIGKILL)
+    return returncode
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def mounts_under(directory: Path) -> list[str]:
+    """Mount points at or below ``directory``, deepest first."""
+    prefix = str(directory.resolve())
+    found = []
+    with open("/proc/self/mounts") as mounts:
+        for line in mounts:
+            point = line.split()[1].encode().decode("unicode_escape")
+            if point == prefix or point.startswith(prefix + "/"):
+                found.append(point)
+    return sorted(set(found), key=len, reverse=True)
+
+
+def loops_under(directory: Path) -> list[str]:
+    """Loop devices whose backing file is at or below ``directory``."""
+    prefix = str(directory.resolve())
+    try:
+        output = subprocess.run(
+            ["losetup", "--json", "--list"], capture_output=True, text=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    devices = json.loads(output or '{"loopdevices": []}').get("loopdevices", [])
+    return [
+        d["name"]
+        for d in devices
+        if (d.get("back-file") or "").removesuffix(" (deleted)").startswith(prefix + "/")
+    ]
+
+
+def processes_under(directory: Path) -> list[int]:
+    """PIDs of processes chrooted below ``directory`` (left over from the build's chroot)."""
+    prefix = str(directory.resolve())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                root = os.readlink(entry / "root")
+            except OSError:
+                continue
+            if root.startswith(prefix + "/"):
+                found.append(int(entry.name))
+    return found
+
+
+def release_build_dir(directory: Path) -> list[str]:
+    """Undo what a build left under ``directory``: processes, mounts, loop devices.
+
+    Returns a description of everything it had to release (empty when DIB cleaned up).
+    """
+    released = []
+    if not directory.exists():
+        return released
+    for pid in processes_under(directory):
+        try:
+            os.kill(pid, signal.SIGKILL)
+            released.append(f"process {pid}")
+        except ProcessLookupError:
+            pass
+    for point in mounts_under(directory):
+        if subprocess.run(["umount", point], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "--lazy", point], capture_output=True)
+        released.append(f"mount {point}")
+    for device in loops_under(directory):
+        if Path("/dev/mapper/control").exists() and shutil.which("kpartx"):
+            subprocess.run(["kpartx", "-d", device], capture_output=True)
+        subprocess.run(["losetup", "--detach", device], capture_output=True)
+        released.append(f"loop device {device}")
+    return released

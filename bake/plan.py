@@ -1,0 +1,85 @@
+"""The build plan: exactly what ``disk-image-create`` will be run with for a spec.
+
+The plan is the single place a spec turns into diskimage-builder's vocabulary (elements,
+variables, arguments). The fingerprint hashes it and the builder runs it, so what is hashed
+is what is built.
+
+Example::
+
+    plan = make_plan(spec, elements_dir=Path("elements"), environ=os.environ)
+    plan.command("/tmp/out/bbq-base")   # ['disk-image-create', '-a', 'amd64', ...]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+
+from bake import distros, mirrors
+from bake.spec import Spec
+
+# Variables from the caller's environment that reach diskimage-builder but cannot change
+# what ends up in the image; each row says why it is left out of the fingerprint.
+NOT_IN_FINGERPRINT = {
+    "DIB_DEBUG_TRACE": "only makes the build log more verbose",
+    "DIB_IMAGE_CACHE": "where downloads are cached, not what is downloaded",
+    "DIB_NO_TMPFS": "where the build works, not what it makes",
+    "DIB_MIN_TMPFS": "where the build works, not what it makes",
+    "DIB_SHOW_IMAGE_USAGE": "only reports sizes in the log",
+    "DIB_NO_TIMESTAMP": "only changes log line prefixes",
+    "DIB_QUIET": "only changes log output",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildPlan:
+    """A spec resolved into one disk-image-create run."""
+
+    spec: Spec
+    elements: tuple[str, ...]  # every element named on the command line, distro first
+    environment: Mapping[str, str]  # every variable that reaches DIB and can shape the image
+    elements_dir: Path
+
+    def command(self, output_stem: Path | str) -> list[str]:
+        """The disk-image-create argument list writing ``output_stem.<type>``."""
+        spec = self.spec
+        args = ["disk-image-create", "-a", spec.arch, "-o", str(output_stem)]
+        args += ["-t", ",".join(spec.types)]
+        if spec.image_size is not None:
+            size = spec.image_size
+            args += ["--image-size", str(int(size) if float(size).is_integer() else size)]
+        if spec.packages:
+            args += ["-p", ",".join(spec.packages)]
+        args += list(self.elements)
+        return args
+
+    def fingerprinted_environment(self) -> dict[str, str]:
+        """The variables that decide the image (the others are listed in NOT_IN_FINGERPRINT)."""
+        return {
+            k: v
+            for k, v in sorted(self.environment.items())
+            if k not in NOT_IN_FINGERPRINT and k != "ELEMENTS_PATH"
+        }
+
+
+def make_plan(spec: Spec, elements_dir: Path, environ: Mapping[str, str]) -> BuildPlan:
+    """Resolve a spec against the caller's environment into a BuildPlan.
+
+    Raises mirrors.MirrorError when a mirror marked ``auto`` cannot be found on this host.
+    """
+    distro = distros.DISTROS[spec.distro]
+    elements = [distro.element, "vm" if spec.partitioned else "baremetal", *spec.elements]
+    environment = {k: v for k, v in environ.items() if k.startswith("DIB_")}
+    environment.update(spec.environment)
+    environment.update(mirrors.resolve(distro, spec.mirrors, environ))
+    environment["DIB_RELEASE"] = spec.release
+    environment["DIB_BBQ_IMAGE_NAME"] = spec.name  # read by the bbq-base element
+    environment["DIB_BBQ_IMAGE_VERSION"] = spec.version
+    environment["ELEMENTS_PATH"] = str(elements_dir.resolve())
+    return BuildPlan(
+        spec=spec,
+        elements=tuple(dict.fromkeys(elements)),
+        environment=dict(sorted(environment.items())),
+        elements_dir=elements_dir.resolve(),
+    )
