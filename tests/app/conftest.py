@@ -7,4 +7,6 @@ _REPO = str(Path(__file__).resolve().parents[2])
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
+from tests.fixtures.browser import browser, chromedriver  # noqa: E402,F401
 from tests.fixtures.mongo import mongo_server  # noqa: E402,F401
+from tests.fixtures.rest import rest_server  # noqa: E402,F401
