@@ -1,0 +1,211 @@
+"""One authenticated keystoneauth1 session, found the way every OpenStack CLI finds it.
+
+Sources, first match wins:
+
+1. ``config_file`` given: an oslo.config file whose ``[keystone]`` group holds keystoneauth1's
+   auth, session and adapter options (``auth_type``, ``auth_url``, ``username``, ...,
+   ``region_name``, ``interface``), loaded with keystoneauth1.loading like OpenStack services do;
+2. otherwise openstacksdk's loader: ``cloud`` (``--os-cloud``/``$OS_CLOUD``) from clouds.yaml
+   (``$OS_CLIENT_CONFIG_FILE``, ``./clouds.yaml``, ``~/.config/openstack``, ``/etc/openstack``),
+   or the ``OS_*`` environment variables when no cloud is named.
+
+Example::
+
+    cloud = connect(cloud="mycloud", region="RegionOne", interface="public")
+    cloud.check()                       # authenticates now; AuthError with one line if not
+    cloud.endpoint("image")             # catalog URL of Glance
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+from keystoneauth1 import exceptions as ksa_exc
+from keystoneauth1 import session as ksa_session
+
+OSLO_GROUP = "keystone"
+
+
+class AuthError(Exception):
+    """No usable credentials, the cloud refused them, or it could not be reached."""
+
+
+@dataclasses.dataclass
+class Cloud:
+    """An authenticated session plus where to find services in the catalog."""
+
+    session: ksa_session.Session
+    region_name: str | None
+    interface: str | None
+    source: str  # for messages: "cloud 'x'", "OS_* environment", "bake.conf [keystone]"
+
+    def adapter_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments that clients (glanceclient, novaclient) take for endpoint lookup."""
+        kwargs: dict[str, Any] = {}
+        if self.region_name:
+            kwargs["region_name"] = self.region_name
+        if self.interface:
+            kwargs["interface"] = self.interface
+        return kwargs
+
+    @property
+    def auth_url(self) -> str:
+        return getattr(self.session.auth, "auth_url", None) or "?"
+
+    def check(self) -> None:
+        """Authenticate now; raise AuthError naming what is wrong in one line."""
+        try:
+            self.session.get_token()
+        except Exception as exc:  # keystoneauth1 raises many kinds: map them all
+            raise AuthError(describe(exc, self)) from None
+
+    def endpoint(self, service_type: str) -> str:
+        """The catalog URL of a service; AuthError if the catalog has none for us."""
+        try:
+            url = self.session.get_endpoint(service_type=service_type, **self.adapter_kwargs())
+        except Exception as exc:
+            raise AuthError(describe(exc, self)) from None
+        if not url:
+            raise AuthError(f"{self.source}: no {service_type!r} endpoint in {self._where()}")
+        return url
+
+    def has_service(self, service_type: str) -> bool:
+        """Whether the catalog lists the service for our region and interface."""
+        try:
+            return bool(
+                self.session.get_endpoint(service_type=service_type, **self.adapter_kwargs())
+            )
+        except ksa_exc.EndpointNotFound:
+            return False
+
+    def project_id(self) -> str | None:
+        return self.session.get_project_id()
+
+    def _where(self) -> str:
+        region = self.region_name or "any region"
+        return f"the catalog ({region}, interface {self.interface or 'public'})"
+
+
+def describe(exc: BaseException, cloud: Cloud | None = None) -> str:
+    """One line for a keystoneauth1/openstacksdk error, naming the source and what failed."""
+    source = cloud.source if cloud else "auth"
+    url = cloud.auth_url if cloud else "?"
+    if isinstance(exc, ksa_exc.Unauthorized):
+        return f"{source}: authentication refused by {url} (wrong user name, password or project)"
+    if isinstance(exc, ksa_exc.ConnectTimeout):
+        return f"{source}: timed out connecting to {url}"
+    if isinstance(exc, ksa_exc.ConnectFailure):
+        return f"{source}: cannot connect to {url} (unreachable or not listening)"
+    if isinstance(exc, ksa_exc.EndpointNotFound):
+        where = cloud._where() if cloud else "the catalog"
+        return f"{source}: {first_line(exc)} in {where}"
+    if isinstance(exc, ksa_exc.MissingRequiredOptions):
+        names = ", ".join(o.dest for o in exc.options)
+        return f"{source}: incomplete credentials, missing {names}"
+    if isinstance(exc, (ksa_exc.MissingAuthPlugin, ksa_exc.NoMatchingPlugin)):
+        return f"{source}: no credentials: {first_line(exc)}"
+    if isinstance(exc, ksa_exc.HttpError):
+        return f"{source}: {url} answered HTTP {exc.http_status}: {first_line(exc)}"
+    return f"{source}: {type(exc).__name__}: {first_line(exc)}"
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def from_clouds(
+    cloud: str | None = None, region: str | None = None, interface: str | None = None
+) -> Cloud:
+    """A session from clouds.yaml (``cloud``) or ``OS_*`` variables, via openstacksdk's loader."""
+    import openstack.config
+    from openstack import exceptions as sdk_exc
+
+    source = f"cloud {cloud!r}" if cloud else "OS_* environment"
+    if cloud is None and not any(k.startswith("OS_") for k in os.environ):
+        raise AuthError(
+            "no credentials: pass --os-cloud NAME (clouds.yaml), set OS_CLOUD or the OS_* "
+            "variables of an openrc file, or pass --config-file with a [keystone] group"
+        )
+    kwargs: dict[str, Any] = {}
+    if region:
+        kwargs["region_name"] = region
+    if interface:
+        kwargs["interface"] = interface
+    try:
+        config = openstack.config.OpenStackConfig()
+        region_config = config.get_one(cloud=cloud, **kwargs)
+        session = region_config.get_session()
+    except sdk_exc.ConfigException as exc:
+        raise AuthError(f"{source}: {first_line(exc)}") from None
+    except Exception as exc:
+        raise AuthError(describe(exc, None).replace("auth:", f"{source}:", 1)) from None
+    if region_config.name and not cloud:
+        source = f"cloud {region_config.name!r}" if region_config.name != "envvars" else source
+    return Cloud(
+        session=session,
+        region_name=region_config.get_region_name("image") or None,
+        interface=region_config.get_interface("image") or None,
+        source=source,
+    )
+
+
+def register_oslo_options(conf, group: str = OSLO_GROUP) -> None:
+    """Register keystoneauth1's auth, session and adapter options in ``[group]``."""
+    from keystoneauth1 import loading
+
+    loading.register_auth_conf_options(conf, group)
+    loading.register_session_conf_options(conf, group)
+    loading.register_adapter_conf_options(conf, group)
+
+
+def from_oslo_config(
+    config_files: list[str],
+    group: str = OSLO_GROUP,
+    region: str | None = None,
+    interface: str | None = None,
+) -> Cloud:
+    """A session from the ``[group]`` of oslo.config files, as OpenStack services load theirs."""
+    from keystoneauth1 import loading
+    from oslo_config import cfg
+
+    source = f"{', '.join(config_files)} [{group}]"
+    conf = cfg.ConfigOpts()
+    try:
+        register_oslo_options(conf, group)
+        conf(args=[], project="bake", default_config_files=config_files)
+        auth = loading.load_auth_from_conf_options(conf, group)
+        if auth is None:
+            raise AuthError(f"{source}: no auth_type set")
+        session = loading.load_session_from_conf_options(conf, group, auth=auth)
+    except AuthError:
+        raise
+    except cfg.Error as exc:
+        raise AuthError(f"{source}: {first_line(exc)}") from None
+    except Exception as exc:
+        raise AuthError(describe(exc, None).replace("auth:", f"{source}:", 1)) from None
+    options = conf[group]
+    valid = options.valid_interfaces
+    default_interface = valid[0] if valid else None
+    return Cloud(
+        session=session,
+        region_name=region or options.region_name,
+        interface=interface or default_interface,
+        source=source,
+    )
+
+
+def connect(
+    cloud: str | None = None,
+    config_file: str | None = None,
+    region: str | None = None,
+    interface: str | None = None,
+) -> Cloud:
+    """The session for a command line's ``--os-cloud``/``--config-file``/region/interface."""
+    if config_file:
+        if not os.path.isfile(config_file):
+            raise AuthError(f"{config_file}: no such config file")
+        return from_oslo_config([config_file], region=region, interface=interface)
+    return from_clouds(cloud, region=region, interface=interface)

@@ -1,0 +1,277 @@
+"""Publish an artifact to Glance: deduplicated, streamed, verified, and never left half-made.
+
+:func:`publish` does, in order:
+
+1. ``artifact.verify()`` (SHA256SUMS); a bad artifact sends nothing;
+2. looks for an active image of this project with the same ``bake_fingerprint``: if there is
+   one it is reported and nothing is sent; leftovers of this host's publishes that died
+   (queued/saving images whose publisher process is gone) are deleted;
+3. creates the image record with :func:`bake.glance.image_properties` plus a publisher marker;
+4. streams the file in 1 MiB reads, computing sha512 and md5 in that same pass (constant
+   memory), with a progress bar (bytes, rate, ETA);
+5. compares Glance's ``os_hash_value``/``checksum``/``size`` with what was sent, then removes
+   the marker.
+
+Any failure or interrupt after step 3 deletes the image (retrying while Glance is away) and
+raises :class:`PublishError` with one line.
+
+Example::
+
+    result = publish(Artifact.load(path), auth.connect(cloud="mycloud"))
+    result.image_id, result.uploaded
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from bake import glance as g
+from bake.artifacts import Artifact, ArtifactError
+from bake.auth import AuthError, Cloud
+
+CHUNK = 1024 * 1024
+
+
+class PublishError(Exception):
+    """Publishing failed; nothing half-made is left in Glance (the message says if it was)."""
+
+
+class HashingReader:
+    """A read-only file wrapper that hashes (sha512, md5) and reports every byte it returns.
+
+    ``progress(n)`` is called after each read with the number of bytes just read.
+    """
+
+    def __init__(self, handle: BinaryIO, progress: Callable[[int], Any] | None = None):
+        self.handle = handle
+        self.sha512 = hashlib.sha512()
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.bytes = 0
+        self.progress = progress
+
+    def read(self, size: int = CHUNK) -> bytes:
+        data = self.handle.read(size if size and size > 0 else CHUNK)
+        if data:
+            self.sha512.update(data)
+            self.md5.update(data)
+            self.bytes += len(data)
+            if self.progress is not None:
+                self.progress(len(data))
+        return data
+
+
+@dataclasses.dataclass(frozen=True)
+class PublishResult:
+    """What publish did: the image, and whether data was sent (False: already published)."""
+
+    image_id: str
+    name: str
+    uploaded: bool
+    bytes_sent: int = 0
+    seconds: float = 0.0
+    sha512: str = ""
+    md5: str = ""
+    removed_leftovers: tuple[str, ...] = ()
+
+
+def _publisher() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_orphan(image: Any) -> bool:
+    """An unfinished image whose publisher ran on this host and is no longer running."""
+    marker = image.get(g.PUBLISHER) if hasattr(image, "get") else None
+    if not marker or image.get("status") not in g.UNFINISHED:
+        return False
+    host, _, pid = str(marker).rpartition(":")
+    return host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid))
+
+
+def find_published(glance: g.Glance, fingerprint: str) -> Any | None:
+    """The newest active image of our project whose bake_fingerprint is ``fingerprint``."""
+    filters: dict[str, Any] = {g.FINGERPRINT: fingerprint, "status": "active"}
+    owner = glance.cloud.project_id()
+    if owner:
+        filters["owner"] = owner
+    images = glance.list(filters)
+    images.sort(key=lambda i: i.get("created_at", ""), reverse=True)
+    return images[0] if images else None
+
+
+def remove_orphans(glance: g.Glance, fingerprint: str) -> list[str]:
+    """Delete unfinished images of this fingerprint left by dead publishes on this host."""
+    removed = []
+    for image in glance.list({g.FINGERPRINT: fingerprint}):
+        if _is_orphan(image):
+            glance.delete(image["id"])
+            removed.append(image["id"])
+    return removed
+
+
+def verify_upload(image: Any, reader: HashingReader, size: int) -> None:
+    """Raise PublishError unless Glance's size, checksum and os_hash_value match what was sent."""
+    problems = []
+    if image.get("size") != size or reader.bytes != size:
+        problems.append(f"size {image.get('size')} (sent {reader.bytes} of {size})")
+    if image.get("checksum") != reader.md5.hexdigest():
+        problems.append(f"checksum {image.get('checksum')} != md5 {reader.md5.hexdigest()}")
+    algo = image.get("os_hash_algo")
+    if algo == "sha512":
+        if image.get("os_hash_value") != reader.sha512.hexdigest():
+            problems.append("os_hash_value differs from the sha512 of the data sent")
+    elif algo is not None:
+        problems.append(f"Glance hashes with {algo}, bake verifies sha512")
+    if image.get("status") != "active":
+        problems.append(f"status {image.get('status')!r}, expected 'active'")
+    if problems:
+        raise PublishError(f"image {image['id']}: Glance disagrees: " + "; ".join(problems))
+
+
+def _progress_bar(total: int, name: str, show: bool | None):
+    from tqdm import tqdm
+
+    if show is None:
+        show = sys.stderr.isatty()
+    return tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=name,
+        file=sys.stderr,
+        disable=not show,
+        mininterval=0.5,
+        dynamic_ncols=True,
+    )
+
+
+def publish(
+    artifact: Artifact,
+    cloud: Cloud,
+    *,
+    retry: g.RetryPolicy | None = None,
+    progress: bool | None = None,
+    on_read: Callable[[int], Any] | None = None,
+    verify_files: bool = True,
+) -> PublishResult:
+    """Put the artifact's disk image into Glance once; see the module docstring for the steps.
+
+    ``progress``: show a progress bar (default: when stderr is a terminal). ``on_read(n)`` is
+    called after every read of the upload stream with the total bytes read so far.
+    """
+    if verify_files:
+        try:
+            artifact.verify()
+        except ArtifactError as exc:
+            raise PublishError(f"artifact fails its checksums, not published: {exc}") from None
+    path, _ = artifact.image_file()
+    glance = g.Glance(cloud, retry)
+    cloud.check()
+    try:
+        properties = g.image_properties(artifact)
+        existing = find_published(glance, artifact.fingerprint)
+        if existing is not None:
+            return PublishResult(existing["id"], existing["name"], uploaded=False)
+        removed = tuple(remove_orphans(glance, artifact.fingerprint))
+        size = path.stat().st_size
+        image = glance.create({**properties, g.PUBLISHER: _publisher()})
+    except g.GlanceError as exc:
+        raise PublishError(str(exc)) from None
+    try:
+        return _upload(glance, image, path, size, properties["name"], progress, on_read, removed)
+    except BaseException as exc:
+        raise _cleanup(glance, image["id"], exc) from None
+
+
+def _upload(
+    glance: g.Glance,
+    image: Any,
+    path: Path,
+    size: int,
+    name: str,
+    progress: bool | None,
+    on_read: Callable[[int], Any] | None,
+    removed: tuple[str, ...],
+) -> PublishResult:
+    started = time.monotonic()
+    with _progress_bar(size, name, progress) as bar, open(path, "rb") as handle:
+
+        def report(count: int) -> None:
+            bar.update(count)
+            if on_read is not None:
+                on_read(reader.bytes)
+
+        reader = HashingReader(handle, report)
+        glance.upload(image["id"], reader, size)
+    seconds = time.monotonic() - started
+    uploaded = glance.get(image["id"])
+    verify_upload(uploaded, reader, size)
+    glance.update(image["id"], remove=[g.PUBLISHER])
+    return PublishResult(
+        image["id"],
+        name,
+        uploaded=True,
+        bytes_sent=reader.bytes,
+        seconds=seconds,
+        sha512=reader.sha512.hexdigest(),
+        md5=reader.md5.hexdigest(),
+        removed_leftovers=removed,
+    )
+
+
+def _cleanup(glance: g.Glance, image_id: str, cause: BaseException) -> BaseException:
+    """Delete the half-made image; return the exception to raise (PublishError, or the
+    KeyboardInterrupt itself) with a one-line message saying what happened to the image."""
+    if isinstance(cause, PublishError):
+        reason = str(cause)
+    elif isinstance(cause, KeyboardInterrupt):
+        reason = "interrupted"
+    elif isinstance(cause, g.GlanceError):
+        reason = str(cause)
+    else:
+        reason = f"upload failed: {g.describe(cause)}"
+    try:
+        deleted = glance.delete(image_id, seconds=glance.retry.cleanup_seconds)
+        outcome = f"image {image_id} deleted" if deleted else f"image {image_id} already gone"
+    except KeyboardInterrupt:
+        outcome = f"image {image_id} NOT deleted (interrupted again): delete it by hand"
+    except Exception as exc:
+        outcome = f"image {image_id} NOT deleted ({exc}): delete it by hand"
+    message = f"{reason}; {outcome}"
+    if isinstance(cause, KeyboardInterrupt):
+        return Interrupted(message)
+    return PublishError(message)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a publish, after the half-made image was dealt with (message says how)."""
+
+
+__all__ = [
+    "AuthError",
+    "HashingReader",
+    "Interrupted",
+    "PublishError",
+    "PublishResult",
+    "find_published",
+    "publish",
+    "verify_upload",
+]
