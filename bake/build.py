@@ -100,8 +100,7 @@ def build(
         kept = store.keep_failed(name, fingerprint.value, [log_path])
         shutil.rmtree(build_dir, ignore_errors=True)
         raise BuildError(
-            f"{name}: disk-image-create failed (exit {result.returncode}); "
-            f"log: {kept / BUILD_LOG}"
+            f"{name}: disk-image-create failed (exit {result.returncode}); log: {kept / BUILD_LOG}"
         )
     manifest = {
         "name": name,

@@ -42,7 +42,10 @@ PHASES = (
     "convert",
 )
 _PHASE_LINE = re.compile(r"(?:hooks|in_target\.d)/([a-z-]+\.d)\b")
-_CONVERT_LINE = re.compile(r"Converting image using qemu-img|^.*tar -C .* -cf ")
+_BLOCK_DEVICE_LINE = re.compile(
+    r"block_device\.level0\.\w+ \[-\] (Create image file|loopdev attach)"
+)
+_CONVERT_LINE = re.compile(r"Converting image using qemu-img")
 
 
 class BuildInterrupted(Exception):
@@ -65,7 +68,7 @@ def phase_of(line: str) -> str | None:
     match = _PHASE_LINE.search(line)
     if match and match.group(1) in PHASES and ("Running" in line or "Target" in line):
         return match.group(1)
-    if "block_device" in line and "blockdevice" in line and "cmd_create" in line:
+    if _BLOCK_DEVICE_LINE.search(line):
         return "block-device.d"
     if _CONVERT_LINE.search(line):
         return "convert"
@@ -125,9 +128,7 @@ def run(
             text=True,
             errors="replace",
         )
-        previous = {
-            sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
-        }
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             assert process.stdout is not None
             for line in process.stdout:

@@ -169,11 +169,11 @@ def _schema_problems(data: Any, schema: dict, file: str) -> Iterator[Problem]:
             missing = error.message.split("'")[1]
             yield Problem(file, _field_path([*path, missing]), "required key is missing")
             continue
-        if error.validator == "propertyNames":
+        if "propertyNames" in error.schema_path:
             yield Problem(
                 file,
                 _field_path([*path, error.instance]),
-                f"invalid key name: does not match {error.schema['pattern']!r}",
+                f"invalid key name: does not match {error.validator_value!r}",
             )
             continue
         yield Problem(file, _field_path(path), _message(error), error.instance, True)
@@ -217,7 +217,8 @@ class _Loader:
         shown = self.show(path)
         if path in chain:
             cycle = " -> ".join(self.show(p) for p in (*chain, path))
-            self.problems.append(Problem(shown, "include", f"include cycle: {cycle}"))
+            includer = self.show(chain[-1])
+            self.problems.append(Problem(includer, "include", f"include cycle: {cycle}"))
             return None
         try:
             text = path.read_text()
@@ -287,7 +288,7 @@ def load_spec(
     loader = _Loader((root or Path.cwd()).resolve())
     data = loader.read(path)
     shown = loader.show(path)
-    if data is None:
+    if data is None or loader.problems:
         raise SpecError(loader.problems)
     problems = list(_schema_problems(data, _schemas()[0], shown))
     if not problems:

@@ -1,0 +1,158 @@
+"""Real diskimage-builder builds of the default image (image-specs/base.yaml, plain
+filesystem image): the artifact, its checksums and manifest, the up-to-date skip, and
+interrupted builds that leave nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from bake import dib
+from bake.artifacts import Artifact
+from bake.fingerprint import tree_hash
+from tests.bake.conftest import BAKE, REPO, run_bake
+
+pytestmark = pytest.mark.slow
+SPEC = "image-specs/base.yaml"
+BUILD_TIMEOUT = 1800
+
+
+def host_env() -> dict:
+    return {k: v for k, v in os.environ.items() if not k.startswith("DIB_")}
+
+
+def assert_nothing_left(store: Path) -> None:
+    """No artifact, no build directory, mount, loop device or chrooted process under store."""
+    assert not (store / "bbq-base").exists() or not any((store / "bbq-base").iterdir())
+    tmp = store / ".tmp"
+    assert not tmp.exists() or not any(tmp.iterdir()), list(tmp.iterdir())
+    assert dib.mounts_under(store) == []
+    assert dib.loops_under(store) == []
+    assert dib.processes_under(store) == []
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    store = tmp_path_factory.mktemp("store")
+    result = run_bake("build", SPEC, "--plain", "--output", str(store), timeout=BUILD_TIMEOUT)
+    assert result.returncode == 0, result.stderr[-4000:]
+    fingerprint = run_bake("fingerprint", SPEC, "--plain").stdout.strip()
+    return store, result, Artifact.load(store / "bbq-base" / fingerprint)
+
+
+def test_build_reports_progress_by_phase(built):
+    _, result, artifact = built
+    for phase in ("root.d", "install.d", "finalise.d", "cleanup.d"):
+        assert f"] {phase}" in result.stderr
+    assert "built in" in result.stdout and str(artifact.path) in result.stdout
+    log = (artifact.path / "build.log").read_text()
+    assert "dib-run-parts Running" in log and "50-bbq-base" in log
+
+
+def test_artifact_files_checksums_and_qcow2(built):
+    _, _, artifact = built
+    names = set(artifact.files)
+    assert {"bbq-base.qcow2", "bbq-base.tar", "bbq-base.vmlinuz", "bbq-base.initrd"} <= names
+    check = subprocess.run(
+        ["sha256sum", "-c", "SHA256SUMS"], cwd=artifact.path, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout.count(": OK") == len(names)
+    artifact.verify()
+    info = json.loads(
+        subprocess.run(
+            ["qemu-img", "info", "--output=json", str(artifact.path / "bbq-base.qcow2")],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    assert info["format"] == "qcow2"
+    assert info["virtual-size"] > 500 * 2**20
+
+
+def test_manifest_records_inputs_and_packages(built):
+    _, _, artifact = built
+    m = artifact.manifest
+    assert m["name"] == "bbq-base" and m["version"] == "0.1.0"
+    assert m["spec"]["partitioned"] is False
+    assert m["elements"]["bbq-base"] == tree_hash(REPO / "elements" / "bbq-base")
+    assert m["dib_version"]
+    packages = {p["name"] for p in m["packages"]}
+    assert {"openssh-server", "python3", "python3-venv", "cloud-init"} <= packages
+    for name, info in m["files"].items():
+        assert (artifact.path / name).stat().st_size == info["size"]
+    assert m["total_size"] == sum(i["size"] for i in m["files"].values())
+    assert m["build_seconds"] > 0 and "install.d" in m["phases"]
+
+
+def test_our_element_is_inside_the_image(built):
+    _, _, artifact = built
+    with tarfile.open(artifact.path / "bbq-base.tar") as tar:
+        members = {m.name.lstrip("./"): m for m in tar.getmembers()}
+        image_conf = tar.extractfile(members["etc/bbq/image.conf"]).read().decode()
+        passwd = tar.extractfile(members["etc/passwd"]).read().decode()
+    assert "BBQ_IMAGE_NAME=bbq-base" in image_conf
+    assert "BBQ_IMAGE_VERSION=0.1.0" in image_conf
+    assert any(line.startswith("bbq:x:950:950:") for line in passwd.splitlines())
+    releases = members["opt/bbq/releases"]
+    assert releases.isdir() and releases.uid == 950
+
+
+def test_build_left_nothing_mounted_or_attached(built):
+    store, _, _ = built
+    tmp = store / ".tmp"
+    assert not tmp.exists() or not any(tmp.iterdir())
+    assert dib.mounts_under(store) == [] and dib.loops_under(store) == []
+
+
+def test_second_build_is_a_skip(built):
+    store, _, artifact = built
+    before = artifact.manifest["built_at"]
+    result = run_bake("build", SPEC, "--plain", "--output", str(store))
+    assert result.returncode == 0, result.stderr
+    assert "up to date, not rebuilt" in result.stdout
+    assert "root.d" not in result.stderr
+    assert Artifact.load(artifact.path).manifest["built_at"] == before
+    listing = run_bake("list", "--output", str(store))
+    assert artifact.fingerprint[:12] in listing.stdout and "good" in listing.stdout
+
+
+@pytest.mark.parametrize(
+    ("signum", "phase"),
+    [(signal.SIGINT, "install.d"), (signal.SIGTERM, "finalise.d")],
+    ids=["sigint-in-chroot", "sigterm-with-loop-device"],
+)
+def test_interrupted_build_leaves_nothing(tmp_path, signum, phase):
+    store = tmp_path / "store"
+    process = subprocess.Popen(
+        [str(BAKE), "build", SPEC, "--plain", "--output", str(store)],
+        cwd=REPO,
+        env=host_env(),
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    seen = []
+    deadline = time.monotonic() + BUILD_TIMEOUT
+    for line in process.stderr:
+        seen.append(line)
+        if f"] {phase}" in line or time.monotonic() > deadline:
+            break
+    assert f"] {phase}" in "".join(seen), "".join(seen)
+    if phase == "finalise.d":
+        assert dib.loops_under(store), "expected the image's loop device to be attached"
+    assert dib.mounts_under(store), "expected the build to have mounts when interrupted"
+    time.sleep(2)
+    process.send_signal(signum)
+    _, rest = process.communicate(timeout=300)
+    assert process.returncode == 128 + signum, "".join(seen) + rest
+    assert f"interrupted by {signal.Signals(signum).name}; nothing was kept" in rest
+    assert_nothing_left(store)

@@ -1,0 +1,264 @@
+"""Spec loading and validation: every malformed spec is refused with a message naming the
+file, the field and the value, exit code 2, and nothing built."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bake import cli
+from bake.spec import SpecError, load_spec, merge, spec_files
+from tests.bake.conftest import REPO, run_bake
+
+GOOD = """\
+name: tiny
+version: "1.0"
+distro: debian
+release: bookworm
+elements: [bbq-base]
+"""
+
+# (case id, {file: content}, expected "file: field: message" fragments)
+MALFORMED = [
+    ("unknown-key", {"bad.yaml": GOOD + "colour: red\n"}, ["bad.yaml: colour: unknown key"]),
+    (
+        "missing-name",
+        {"bad.yaml": GOOD.replace("name: tiny\n", "")},
+        ["bad.yaml: name: required key is missing"],
+    ),
+    (
+        "bad-name",
+        {"bad.yaml": GOOD.replace("name: tiny", "name: Tiny_Image")},
+        ["bad.yaml: name: does not match", '(value: "Tiny_Image")'],
+    ),
+    (
+        "version-number",
+        {"bad.yaml": GOOD.replace('version: "1.0"', "version: 1.0")},
+        ["bad.yaml: version: must be of type string", "(value: 1.0)"],
+    ),
+    (
+        "unknown-distro",
+        {"bad.yaml": GOOD.replace("distro: debian", "distro: windows")},
+        ['bad.yaml: distro: must be one of "debian"', '(value: "windows")'],
+    ),
+    (
+        "no-elements",
+        {"bad.yaml": GOOD.replace("elements: [bbq-base]", "elements: []")},
+        ["bad.yaml: elements: must have at least 1 item(s)"],
+    ),
+    (
+        "unknown-element",
+        {"bad.yaml": GOOD.replace("[bbq-base]", "[bbq-base, no-such-element]")},
+        ["bad.yaml: elements[1]: no such element", '(value: "no-such-element")'],
+    ),
+    (
+        "duplicate-element",
+        {"bad.yaml": GOOD.replace("[bbq-base]", "[bbq-base, bbq-base]")},
+        ["bad.yaml: elements: has duplicate items"],
+    ),
+    (
+        "distro-element-listed",
+        {"bad.yaml": GOOD.replace("[bbq-base]", "[debian-minimal, bbq-base]")},
+        ["bad.yaml: elements[0]: distro elements come from `distro`"],
+    ),
+    (
+        "vm-listed",
+        {"bad.yaml": GOOD.replace("[bbq-base]", "[bbq-base, vm]")},
+        ["bad.yaml: elements[1]: set `partitioned: true` (vm)"],
+    ),
+    (
+        "env-not-string",
+        {"bad.yaml": GOOD + "environment:\n  DIB_FOO: 3\n"},
+        ["bad.yaml: environment.DIB_FOO: must be of type string", "(value: 3)"],
+    ),
+    (
+        "env-bad-name",
+        {"bad.yaml": GOOD + "environment:\n  dib_foo: x\n"},
+        ["bad.yaml: environment.dib_foo: invalid key name"],
+    ),
+    (
+        "env-reserved",
+        {"bad.yaml": GOOD + "environment:\n  ELEMENTS_PATH: /tmp\n"},
+        ["bad.yaml: environment.ELEMENTS_PATH: reserved"],
+    ),
+    (
+        "unknown-type",
+        {"bad.yaml": GOOD + "types: [iso]\n"},
+        ['bad.yaml: types[0]: must be one of "qcow2"', '(value: "iso")'],
+    ),
+    (
+        "negative-size",
+        {"bad.yaml": GOOD + "image-size: -2\n"},
+        ["bad.yaml: image-size: less than or equal to the minimum of 0", "(value: -2)"],
+    ),
+    (
+        "bad-mirror",
+        {"bad.yaml": GOOD + "mirrors:\n  main: ftp://example.invalid/debian\n"},
+        ["bad.yaml: mirrors.main: does not match", '"ftp://example.invalid/debian"'],
+    ),
+    (
+        "glance-unknown-key",
+        {"bad.yaml": GOOD + "glance:\n  flavor: m1.small\n"},
+        ["bad.yaml: glance.flavor: unknown key"],
+    ),
+    (
+        "sahara-no-username",
+        {"bad.yaml": GOOD + "sahara:\n  tags: [spark]\n"},
+        ["bad.yaml: sahara.username: required key is missing"],
+    ),
+    (
+        "smoke-no-run",
+        {"bad.yaml": GOOD + "smoke:\n  - name: java\n"},
+        ["bad.yaml: smoke[0].run: required key is missing"],
+    ),
+    (
+        "smoke-bad-regex",
+        {"bad.yaml": GOOD + "smoke:\n  - {name: java, run: java -version, expect: '(17'}\n"},
+        ["bad.yaml: smoke[0].expect: invalid regular expression", '(value: "(17")'],
+    ),
+    (
+        "invalid-yaml",
+        {"bad.yaml": GOOD + "environment: {DIB_A: 'x'\n"},
+        ["bad.yaml: invalid YAML: line 7"],
+    ),
+    ("not-a-mapping", {"bad.yaml": "- name: tiny\n"}, ["bad.yaml: must be a mapping of keys"]),
+    ("empty-file", {"bad.yaml": ""}, ["bad.yaml: must be a mapping of keys, not empty"]),
+    (
+        "missing-include",
+        {"bad.yaml": GOOD + "include: [common/nope.yaml]\n"},
+        ['bad.yaml: include[0]: included file not found (value: "common/nope.yaml")'],
+    ),
+    (
+        "include-cycle",
+        {
+            "bad.yaml": GOOD + "include: [inc/a.yaml]\n",
+            "inc/a.yaml": "include: [b.yaml]\n",
+            "inc/b.yaml": "include: [a.yaml]\n",
+        },
+        [
+            "image-specs/inc/b.yaml: include: include cycle: image-specs/bad.yaml -> "
+            "image-specs/inc/a.yaml -> image-specs/inc/b.yaml -> image-specs/inc/a.yaml"
+        ],
+    ),
+    (
+        "bad-value-in-include",
+        {
+            "bad.yaml": GOOD + "include: [inc/defaults.yaml]\n",
+            "inc/defaults.yaml": "arch: sparc\n",
+        },
+        ['image-specs/inc/defaults.yaml: arch: must be one of "amd64"', '(value: "sparc")'],
+    ),
+]
+
+
+def _write(project: Path, files: dict[str, str]) -> Path:
+    for name, content in files.items():
+        path = project / "image-specs" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    return project / "image-specs" / "bad.yaml"
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"), [c[1:] for c in MALFORMED], ids=[c[0] for c in MALFORMED]
+)
+def test_malformed_spec_is_refused_and_nothing_built(
+    project, files, expected, capsys, monkeypatch, tmp_path
+):
+    spec = _write(project, files)
+    monkeypatch.chdir(project)
+    store = tmp_path / "store"
+
+    assert cli.main(["validate", str(spec)]) == 2
+    validate_err = capsys.readouterr().err
+    assert cli.main(["build", str(spec), "--plain", "--output", str(store)]) == 2
+    build_err = capsys.readouterr().err
+
+    for text in (validate_err, build_err):
+        lines = text.splitlines()
+        assert lines and all(line.startswith("error: ") for line in lines)
+        for fragment in expected:
+            assert fragment in text, f"{fragment!r} not in:\n{text}"
+    assert not store.exists(), "a refused spec must not create anything"
+
+
+def test_count_of_malformed_cases():
+    assert len(MALFORMED) >= 15
+
+
+def test_every_problem_is_reported_at_once(project, monkeypatch, capsys):
+    spec = _write(
+        project,
+        {
+            "bad.yaml": GOOD.replace("distro: debian", "distro: hurd")
+            + "colour: red\ntypes: [iso]\n"
+        },
+    )
+    monkeypatch.chdir(project)
+    assert cli.main(["validate", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert "colour: unknown key" in err
+    assert "distro: must be one of" in err
+    assert "types[0]: must be one of" in err
+
+
+def test_cli_exit_code_and_message_for_a_bad_spec(project):
+    spec = _write(project, {"bad.yaml": GOOD + "colour: red\n"})
+    result = run_bake("validate", str(spec), cwd=project)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: image-specs/bad.yaml: colour: unknown key")
+    assert result.stdout == ""
+
+
+def test_project_specs_are_valid():
+    result = run_bake("validate", cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    for path in spec_files(REPO / "image-specs"):
+        assert f"ok: image-specs/{path.name}" in result.stdout
+
+
+def test_includes_merge_mappings_and_extend_element_lists(project):
+    inc = project / "image-specs" / "inc"
+    inc.mkdir()
+    (inc / "defaults.yaml").write_text(
+        textwrap.dedent(
+            """\
+            elements: [bbq-base]
+            environment: {DIB_A: "1", DIB_B: "2"}
+            types: [qcow2, tar]
+            glance: {min_ram: 512, properties: {hw_disk_bus: virtio}}
+            """
+        )
+    )
+    spec_path = project / "image-specs" / "x.yaml"
+    spec_path.write_text(
+        GOOD.replace("[bbq-base]", "[openssh-server]")
+        + "include: [inc/defaults.yaml]\n"
+        + "environment: {DIB_B: '3'}\ntypes: [raw]\nglance: {properties: {hw_rng_model: virtio}}\n"
+    )
+    spec = load_spec(spec_path, [project / "elements"])
+    assert spec.elements == ("bbq-base", "openssh-server")
+    assert spec.environment == {"DIB_A": "1", "DIB_B": "3"}
+    assert spec.types == ("raw",)
+    assert spec.glance == {
+        "min_ram": 512,
+        "properties": {"hw_disk_bus": "virtio", "hw_rng_model": "virtio"},
+    }
+    assert spec.arch == "amd64" and spec.partitioned is True  # defaults
+    assert [p.name for p in spec.files] == ["x.yaml", "defaults.yaml"]
+
+
+def test_merge_does_not_modify_its_inputs():
+    base = {"elements": ["a"], "environment": {"A": "1"}}
+    merged = merge(base, {"elements": ["b"], "environment": {"B": "2"}})
+    assert merged == {"elements": ["a", "b"], "environment": {"A": "1", "B": "2"}}
+    assert base == {"elements": ["a"], "environment": {"A": "1"}}
+
+
+def test_spec_error_lists_problems(project):
+    spec = _write(project, {"bad.yaml": GOOD + "colour: red\n"})
+    with pytest.raises(SpecError) as info:
+        load_spec(spec, [project / "elements"], root=project)
+    assert [p.field for p in info.value.problems] == ["colour"]
