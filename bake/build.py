@@ -25,6 +25,8 @@ from bake.artifacts import BUILD_LOG, Artifact, Store
 from bake.fingerprint import Fingerprint
 from bake.plan import BuildPlan
 
+DEVICE_MAPPER = Path("/dev/mapper/control")
+
 
 class BuildError(Exception):
     """The build did not succeed; the message says why and where its log is."""
@@ -42,10 +44,10 @@ class Outcome:
 
 def preflight(plan: BuildPlan) -> None:
     """Refuse early what would fail minutes into a build."""
-    if plan.spec.partitioned and not Path("/dev/mapper/control").exists():
+    if plan.spec.partitioned and not DEVICE_MAPPER.exists():
         raise PreflightError(
             f"{plan.spec.name}: a partitioned image (vm element) needs device-mapper, and "
-            "/dev/mapper/control is missing here; build a plain filesystem image with --plain"
+            f"{DEVICE_MAPPER} is missing here; build a plain filesystem image with --plain"
         )
     if os.geteuid() != 0 and not shutil.which("sudo"):
         raise PreflightError("diskimage-builder needs root or sudo; neither is available")

@@ -1,0 +1,94 @@
+"""The bake CLI without building: dry runs, listings, refusals before any work."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+from bake import build
+from bake.artifacts import Store
+from tests.bake.conftest import MIRROR_ENV, REPO, run_bake
+
+
+def test_dry_run_prints_the_exact_command_and_environment(tmp_path):
+    result = run_bake(
+        "build",
+        "image-specs/base.yaml",
+        "--plain",
+        "--dry-run",
+        "--output",
+        str(tmp_path),
+        env=MIRROR_ENV,
+    )
+    assert result.returncode == 0, result.stderr
+    fingerprint = run_bake("fingerprint", "image-specs/base.yaml", "--plain", env=MIRROR_ENV)
+    fp = fingerprint.stdout.strip()
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"# bbq-base 0.1.0  fingerprint {fp}"
+    assert "  DIB_RELEASE=bookworm \\" in lines
+    assert "  DIB_DISTRIBUTION_MIRROR=http://mirror.invalid/debian \\" in lines
+    assert f"  ELEMENTS_PATH={REPO / 'elements'} \\" in lines
+    command = shlex.split(lines[-1])
+    assert command[:3] == ["disk-image-create", "-a", "amd64"]
+    assert command[command.index("-o") + 1] == str(tmp_path / "bbq-base" / fp / "bbq-base")
+    assert command[command.index("-t") + 1] == "qcow2,tar"
+    assert command[-6:] == [
+        "debian-minimal",
+        "baremetal",
+        "bbq-base",
+        "openssh-server",
+        "cloud-init",
+        "cloud-init-datasources",
+    ]
+    assert not tmp_path.joinpath("bbq-base").exists()
+
+
+def test_partitioned_choice_changes_elements_and_fingerprint():
+    plain = run_bake("build", "image-specs/base.yaml", "--plain", "--dry-run", env=MIRROR_ENV)
+    disk = run_bake("build", "image-specs/base.yaml", "--dry-run", env=MIRROR_ENV)
+    assert " baremetal " in plain.stdout and " vm " not in plain.stdout
+    assert " vm " in disk.stdout and " baremetal " not in disk.stdout
+    assert plain.stdout.splitlines()[0] != disk.stdout.splitlines()[0]
+
+
+def test_partitioned_build_without_device_mapper_is_refused(tmp_path, monkeypatch, capsys):
+    from bake import cli
+
+    monkeypatch.setattr(build, "DEVICE_MAPPER", tmp_path / "no-device-mapper")
+    monkeypatch.chdir(REPO)
+    for key, value in MIRROR_ENV.items():
+        monkeypatch.setenv(key, value)
+    code = cli.main(["build", "image-specs/base.yaml", "--output", str(tmp_path / "store")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "needs device-mapper" in err and "--plain" in err
+    assert not (tmp_path / "store" / "bbq-base").exists()
+
+
+def test_fingerprint_json_lists_every_input():
+    result = run_bake("fingerprint", "image-specs/base.yaml", "--plain", "--json", env=MIRROR_ENV)
+    data = json.loads(result.stdout)
+    assert set(data) == {
+        "fingerprint",
+        "format",
+        "spec",
+        "elements",
+        "environment",
+        "dib_version",
+        "app",
+    }
+    assert data["spec"]["name"] == "bbq-base" and "bbq-base" in data["elements"]
+
+
+def test_list_of_an_empty_store_and_json(tmp_path):
+    result = run_bake("list", "--output", str(tmp_path))
+    assert result.returncode == 0 and "no artifacts" in result.stdout
+    result = run_bake("list", "--output", str(tmp_path), "--json")
+    assert json.loads(result.stdout) == []
+
+
+def test_missing_spec_file_is_a_clear_error(tmp_path):
+    result = run_bake("build", "image-specs/nope.yaml", "--output", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: image-specs/nope.yaml: file not found"
+    assert not any(Store(tmp_path).artifacts())
