@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from typing import Any
 
 from keystoneauth1 import exceptions as ksa_exc
@@ -135,9 +136,11 @@ def from_clouds(
     if interface:
         kwargs["interface"] = interface
     try:
-        config = openstack.config.OpenStackConfig()
-        region_config = config.get_one(cloud=cloud, **kwargs)
-        session = region_config.get_session()
+        with warnings.catch_warnings():  # openstacksdk warns about its optional metrics
+            warnings.simplefilter("ignore", DeprecationWarning)
+            config = openstack.config.OpenStackConfig()
+            region_config = config.get_one(cloud=cloud, **kwargs)
+            session = region_config.get_session()
     except sdk_exc.ConfigException as exc:
         raise AuthError(f"{source}: {first_line(exc)}") from None
     except Exception as exc:
