@@ -97,6 +97,14 @@ OPTIONS: dict[str, list[cfg.Opt]] = {
             min=1,
             help="Messages per claim request (the server's max_messages_per_claim_or_pop).",
         ),
+        cfg.IntOpt(
+            "post_max_messages",
+            default=1000,
+            min=1,
+            help="Most messages per post. Zaqar answers a post with every new message's URL "
+            "in one Location header, which Python's HTTP client refuses beyond 64 KiB "
+            "(about 1700 messages).",
+        ),
         cfg.IntOpt("message_ttl", default=3600, min=60, help="TTL of messages bbq-send posts."),
         cfg.IntOpt(
             "post_max_bytes",

@@ -10,3 +10,5 @@ if _REPO not in sys.path:
 from tests.fixtures.browser import browser, chromedriver  # noqa: E402,F401
 from tests.fixtures.mongo import mongo_server  # noqa: E402,F401
 from tests.fixtures.rest import rest_server  # noqa: E402,F401
+from tests.fixtures.spark import spark  # noqa: E402,F401
+from tests.fixtures.zaqar import zaqar_server  # noqa: E402,F401

@@ -1,0 +1,246 @@
+"""The Spark Structured Streaming job (``bbq-stream``).
+
+For each micro-batch: every executor normalises its share of the raw messages, stores the
+good ones in MongoDB (idempotent ``insert_many`` keyed by packet id) and the bad ones in the
+dead-letter collection with the reason, and returns small per-service counts; the driver adds
+them up and signals the REST display service (POST with bounded retries). Nothing is
+collected to the driver but those counts, so the same job runs on ``local[N]`` and on a
+standalone cluster (``spark://HOST:7077``).
+
+>>> conf = config.load(["--config-file", "/etc/bbq/bbq.conf"])
+>>> spark = build_spark(conf)
+>>> query = start(spark, conf)
+>>> query.awaitTermination()
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import signal
+import sys
+import threading
+import time
+import uuid
+
+import requests
+
+from bbq import records
+from bbq.store import Store
+
+LOG = logging.getLogger("bbq.job")
+
+
+# -- executor side ------------------------------------------------------------------------
+def store_partition(settings: dict, max_bytes: int, batch_id: int, index: int, rows):
+    """Normalise and store one partition; yields one small dict of counts."""
+    store = Store(**settings)
+    good: list[dict] = []
+    dead: list[dict] = []
+    n = 0
+    for n, row in enumerate(rows, 1):
+        doc, bad = records.normalise(
+            row[0],
+            max_bytes=max_bytes,
+            received=row[1],
+            source_id=row[2],
+            position=f"{batch_id}:{index}:{n}",
+        )
+        if doc is not None:
+            good.append(doc)
+        else:
+            dead.append(bad)
+    new = store.write_packets(good)
+    new_dead = store.write_dead_letters(dead)
+    reasons = collections.Counter(d["reason"].split(":")[0] for d in dead)
+    yield {
+        "records": n,
+        "counts": new,
+        "dead": new_dead,
+        "rejected": len(dead),
+        "reasons": dict(reasons),
+    }
+
+
+# -- driver side --------------------------------------------------------------------------
+class Signaller:
+    """POSTs batch summaries to the REST service: bounded retries, never raises."""
+
+    def __init__(self, url: str, retries: int, delay: float, timeout: float) -> None:
+        self.endpoint = url.rstrip("/") + "/api/v1/batches"
+        self.retries = retries
+        self.delay = delay
+        self.timeout = timeout
+        self.http = requests.Session()
+        self.failures = 0
+
+    def send(self, summary: dict) -> bool:
+        delay = self.delay
+        for attempt in range(self.retries + 1):
+            try:
+                reply = self.http.post(self.endpoint, json=summary, timeout=self.timeout)
+                if reply.status_code < 300:
+                    return True
+                if 400 <= reply.status_code < 500:  # our payload is wrong: retrying won't help
+                    LOG.error(
+                        "REST service refused batch %s: %s %s",
+                        summary["batch_id"],
+                        reply.status_code,
+                        reply.text[:300],
+                    )
+                    break
+                LOG.warning("REST service answered %s (attempt %d)", reply.status_code, attempt + 1)
+            except requests.RequestException as exc:
+                LOG.warning("REST service unreachable (attempt %d): %s", attempt + 1, exc)
+            if attempt < self.retries:
+                time.sleep(delay)
+                delay *= 2
+        self.failures += 1
+        return False
+
+
+class BatchWriter:
+    """The ``foreachBatch`` function: store the batch, keep totals, signal REST."""
+
+    def __init__(self, conf, store: Store | None = None, signaller: Signaller | None = None):
+        self.store = store or Store.from_conf(conf)
+        self.settings = self.store.settings()
+        self.max_bytes = conf.stream.max_message_bytes
+        self.partitions = conf.stream.partitions
+        self.signaller = signaller or Signaller(
+            conf.rest.url, conf.rest.retries, conf.rest.retry_delay, conf.rest.timeout
+        )
+        self.run = uuid.uuid4().hex
+        self.store.ensure_indexes()
+        # Totals start from what the store holds, so a restarted job keeps counting right.
+        self.totals = collections.Counter(self.store.counts())
+        self.dead_total = self.store.dead_letter_count()
+        self.batches = 0
+        self.records = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, df, batch_id: int) -> None:
+        started = time.monotonic()
+        settings, max_bytes = self.settings, self.max_bytes
+        rdd = df.rdd
+        if self.partitions:
+            rdd = rdd.repartition(self.partitions)
+        parts = rdd.mapPartitionsWithIndex(
+            lambda index, rows: store_partition(settings, max_bytes, batch_id, index, rows)
+        ).collect()
+        n = sum(p["records"] for p in parts)
+        if n == 0:
+            return
+        counts: collections.Counter = collections.Counter()
+        reasons: collections.Counter = collections.Counter()
+        dead = rejected = 0
+        for p in parts:
+            counts.update(p["counts"])
+            reasons.update(p["reasons"])
+            dead += p["dead"]
+            rejected += p["rejected"]
+        with self.lock:
+            self.totals.update(counts)
+            self.dead_total += dead
+            self.batches += 1
+            self.records += n
+            summary = {
+                "run": self.run,
+                "batch_id": batch_id,
+                "time": time.time(),
+                "records": n,
+                "counts": dict(counts),
+                "totals": dict(self.totals),
+                "dead": dead,
+                "dead_total": self.dead_total,
+            }
+        self.signaller.send(summary)
+        LOG.info(
+            "batch %d: %d records, %d new packets, %d rejected %s, %.2fs",
+            batch_id,
+            n,
+            sum(counts.values()),
+            rejected,
+            dict(reasons) or "",
+            time.monotonic() - started,
+        )
+
+
+def spark_settings(conf) -> dict[str, str]:
+    settings = {
+        "spark.sql.shuffle.partitions": "4",
+        "spark.sql.streaming.forceDeleteTempCheckpointLocation": "true",
+    }
+    for item in filter(None, (s.strip() for s in conf.stream.spark_conf.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"[stream] spark_conf: '{item}' is not KEY=VALUE")
+        settings[key.strip()] = value.strip()
+    return settings
+
+
+def build_spark(conf):
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.master(conf.stream.spark_master).appName(conf.stream.app_name)
+    for key, value in spark_settings(conf).items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def start(spark, conf, writer: BatchWriter | None = None, query_name: str | None = None):
+    """Start the streaming query; returns (query, writer)."""
+    from bbq import sources
+
+    writer = writer or BatchWriter(conf)
+    stream = sources.read_stream(spark, conf).writeStream.foreachBatch(writer)
+    stream = stream.trigger(processingTime=f"{conf.stream.batch_interval} seconds")
+    if conf.stream.checkpoint_dir:
+        stream = stream.option("checkpointLocation", conf.stream.checkpoint_dir)
+    if query_name:
+        stream = stream.queryName(query_name)
+    return stream.start(), writer
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bbq import config
+
+    conf = config.load(argv if argv is not None else sys.argv[1:], prog="bbq-stream")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    try:
+        spark_settings(conf)
+    except ValueError as exc:
+        print(f"bbq-stream: {exc}", file=sys.stderr)
+        return 2
+    spark = build_spark(conf)
+    spark.sparkContext.setLogLevel("WARN")
+    query, writer = start(spark, conf)
+    LOG.info(
+        "streaming from %s into %s/%s (run %s)",
+        conf.stream.source,
+        conf.mongodb.database,
+        conf.mongodb.collection,
+        writer.run,
+    )
+
+    def stop(signum, _frame):
+        LOG.info("signal %d: stopping the query", signum)
+        threading.Thread(target=query.stop, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        query.awaitTermination()
+    except Exception as exc:  # the query failed: say why, exit non-zero
+        print(f"bbq-stream: streaming query failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""``bbq-send``: the producer, and the seed's pop/claim operations, over python-zaqarclient.
+
+Messages are lines of text, normally one JSON object each (see ``bbq.records``); they are
+sent as they are, so a bad line reaches the job's dead-letter collection instead of being
+dropped on the way. Posts to Zaqar are batched by request body size
+(``[zaqar] post_max_bytes``), not by count.
+
+Examples::
+
+    bbq-send post --file packets.jsonl              # a file of JSON lines to the queue
+    bbq-send post --generate 10000 --services web,db
+    cat packets.jsonl | bbq-send post                # stdin
+    bbq-send post --target socket --generate 500     # serve lines to Spark's socket source
+    bbq-send pop --count 10                          # take (and remove) messages, print them
+    bbq-send claim --count 10                        # claim messages, print them with claim id
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+
+from oslo_config import cfg
+from zaqarclient.errors import ZaqarError
+
+from bbq import config
+
+POST_OVERHEAD = len('{"messages": []}')
+
+
+class SendError(Exception):
+    pass
+
+
+def generate(count: int, services: list[str], prefix: str | None = None) -> Iterator[str]:
+    """``count`` JSON packets with unique ids, spread over ``services``."""
+    prefix = prefix or uuid.uuid4().hex[:8]
+    rnd = random.Random(prefix)
+    types = ["latency", "hit", "error"]
+    for i in range(count):
+        yield json.dumps(
+            {
+                "id": f"{prefix}-{i}",
+                "service": services[i % len(services)],
+                "value": round(rnd.uniform(0, 100), 3),
+                "type": types[i % len(types)],
+                "time": time.time(),
+            },
+            separators=(",", ":"),
+        )
+
+
+def read_lines(stream) -> Iterator[str]:
+    for line in stream:
+        line = line.rstrip("\r\n")
+        if line.strip():
+            yield line
+
+
+def batches_by_size(
+    messages: Iterable[str], max_bytes: int, ttl: int, max_count: int = 1000
+) -> Iterator[tuple[list[dict], list[str]]]:
+    """Group messages into posts whose JSON body stays within ``max_bytes`` (the server's
+    limit) and that carry at most ``max_count`` messages (the client's: see config).
+
+    Yields (batch, errors); a single message too large for any post is an error, not sent.
+    """
+    batch: list[dict] = []
+    size = POST_OVERHEAD
+    errors: list[str] = []
+    for n, text in enumerate(messages, 1):
+        item = {"body": text, "ttl": ttl}
+        item_size = len(json.dumps(item).encode()) + 2  # ", " separator
+        if item_size + POST_OVERHEAD > max_bytes:
+            errors.append(
+                f"message {n}: {item_size} bytes encoded, more than a post may carry "
+                f"({max_bytes} bytes): not sent"
+            )
+            continue
+        if batch and (size + item_size > max_bytes or len(batch) >= max_count):
+            yield batch, errors
+            batch, size, errors = [], POST_OVERHEAD, []
+        batch.append(item)
+        size += item_size
+    if batch or errors:
+        yield batch, errors
+
+
+def post_to_zaqar(
+    queue,
+    messages: Iterable[str],
+    max_bytes: int,
+    ttl: int,
+    max_count: int = 1000,
+    out=sys.stderr,
+):
+    """Post all messages; returns (sent, errors)."""
+    sent = 0
+    errors: list[str] = []
+    for batch, errs in batches_by_size(messages, max_bytes, ttl, max_count):
+        errors += errs
+        for e in errs:
+            print(f"bbq-send: {e}", file=out)
+        if batch:
+            queue.post(batch)
+            sent += len(batch)
+    return sent, errors
+
+
+def serve_socket(
+    host: str, port: int, messages: Iterable[str], accept_timeout: float, linger: float
+) -> int:
+    """Listen on host:port and send the messages as lines to the first client (Spark's socket
+    source connects to us, like ``nc -lk``). Returns how many were sent."""
+    with socket.create_server((host, port), reuse_port=False) as server:
+        server.settimeout(accept_timeout)
+        print(f"bbq-send: waiting for the job on {host}:{port}", file=sys.stderr, flush=True)
+        try:
+            conn, _ = server.accept()
+        except TimeoutError:
+            raise SendError(f"no client connected to {host}:{port} in {accept_timeout}s") from None
+        with conn:
+            sent = 0
+            chunk: list[bytes] = []
+            for text in messages:
+                if "\n" in text:
+                    raise SendError(f"message {sent + 1} contains a newline")
+                chunk.append(text.encode() + b"\n")
+                sent += 1
+                if len(chunk) >= 1000:
+                    conn.sendall(b"".join(chunk))
+                    chunk = []
+            if chunk:
+                conn.sendall(b"".join(chunk))
+            time.sleep(linger)
+    return sent
+
+
+def _queue(conf):
+    from bbq import sources
+
+    session = config.keystone_session(conf)
+    client = sources.zaqar_client(conf.zaqar.url, conf.zaqar.project_id, session=session)
+    return client.queue(conf.zaqar.queue)
+
+
+def _messages(conf) -> Iterator[str]:
+    args = conf.command
+    if args.generate is not None:
+        services = [s.strip() for s in args.services.split(",") if s.strip()]
+        if not services:
+            raise SendError("--services must name at least one service")
+        return generate(args.generate, services, args.id_prefix)
+    if args.file in (None, "-"):
+        return read_lines(sys.stdin)
+    try:
+        stream = open(args.file, encoding="utf-8")  # closed at exit
+    except OSError as exc:
+        raise SendError(f"cannot read {args.file}: {exc.strerror}") from None
+    return read_lines(stream)
+
+
+def cmd_post(conf) -> int:
+    args = conf.command
+    messages = _messages(conf)
+    if args.limit:
+        messages = itertools.islice(messages, args.limit)
+    started = time.monotonic()
+    if args.target == "socket":
+        sent = serve_socket(
+            conf.stream.socket_host,
+            conf.stream.socket_port,
+            messages,
+            args.accept_timeout,
+            args.linger,
+        )
+        errors: list[str] = []
+    else:
+        sent, errors = post_to_zaqar(
+            _queue(conf),
+            messages,
+            conf.zaqar.post_max_bytes,
+            conf.zaqar.message_ttl,
+            conf.zaqar.post_max_messages,
+        )
+    took = time.monotonic() - started
+    print(f"bbq-send: sent {sent} messages in {took:.2f}s", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def cmd_take(conf) -> int:
+    args = conf.command
+    queue = _queue(conf)
+    if args.name == "pop":
+        messages = list(queue.pop(count=args.count))
+        for m in messages:
+            print(json.dumps({"id": m.id, "body": m.body}))
+    else:
+        claim = queue.claim(
+            ttl=conf.zaqar.claim_ttl, grace=conf.zaqar.claim_grace, limit=args.count
+        )
+        for m in claim:
+            print(json.dumps({"id": m.id, "claim_id": claim.id, "body": m.body}))
+    return 0
+
+
+def add_commands(subparsers):
+    post = subparsers.add_parser("post", help="send messages (the default operation)")
+    source = post.add_mutually_exclusive_group()
+    source.add_argument("--file", help="file of JSON lines ('-' or none: stdin)")
+    source.add_argument("--generate", type=int, metavar="N", help="generate N packets")
+    post.add_argument("--services", default="web,db,cache", help="services to generate for")
+    post.add_argument("--id-prefix", help="prefix of generated packet ids (default: random)")
+    post.add_argument("--limit", type=int, default=0, help="send at most this many")
+    post.add_argument("--target", choices=["zaqar", "socket"], default="zaqar")
+    post.add_argument(
+        "--accept-timeout",
+        type=float,
+        default=120.0,
+        help="socket target: seconds to wait for the job to connect",
+    )
+    post.add_argument(
+        "--linger",
+        type=float,
+        default=1.0,
+        help="socket target: seconds to keep the connection after the last line",
+    )
+    for name in ("pop", "claim"):
+        take = subparsers.add_parser(name, help=f"{name} messages from the queue and print them")
+        take.add_argument("--count", type=int, default=10)
+
+
+COMMAND = cfg.SubCommandOpt("command", handler=add_commands, help="operation")
+
+
+def main(argv: list[str] | None = None) -> int:
+    conf = config.load(argv, prog="bbq-send", cli_opts=[COMMAND])
+    try:
+        if conf.command.name == "post":
+            return cmd_post(conf)
+        return cmd_take(conf)
+    except SendError as exc:
+        print(f"bbq-send: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ZaqarError) as exc:
+        print(f"bbq-send: {conf.zaqar.url}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""Streaming sources of raw messages: ``socket`` (Spark's text socket) and ``zaqar``.
+
+Both give the same columns, ``value`` (the raw message text), ``timestamp`` (when the job
+received it) and ``msgid`` (the source's message id, or null), so the pipeline does not care
+where messages come from.
+
+The Zaqar source is a Python Data Source streaming reader: reading a micro-batch *claims*
+messages, and Spark committing the batch *deletes* them. A job that dies before the commit
+leaves its messages claimed; they come back when the claim expires (``claim_ttl``), or at
+once when the restarted job releases the claims it recorded in ``claims_file``. Delivery is
+therefore at-least-once, and the store's idempotent writes make it exactly-once in MongoDB.
+
+>>> spark.dataSource.register(ZaqarDataSource)
+>>> df = (spark.readStream.format("zaqar").option("url", "http://127.0.0.1:8888")
+...       .option("queue", "bbq").load())
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import tempfile
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.datasource import DataSource, SimpleDataSourceStreamReader
+
+LOG = logging.getLogger(__name__)
+
+SCHEMA = "value string, timestamp timestamp, msgid string"
+DELETE_CHUNK = 500  # ids per bulk delete request (they travel in the URL)
+
+
+def zaqar_client(url: str, project_id: str = "", auth: dict | None = None, session=None):
+    """A python-zaqarclient v2 client: Keystone session when given, else noauth."""
+    from zaqarclient.queues.v2 import client
+
+    if session is None and auth and auth.get("auth_type"):
+        session = keystone_session_from_options(auth)
+    if session is not None:
+        return client.Client(url, version=2, session=session)
+    conf = {"auth_opts": {"backend": "noauth", "options": {"os_project_id": project_id}}}
+    return client.Client(url, version=2, conf=conf)
+
+
+def keystone_session_from_options(auth: dict):
+    """A keystoneauth1 session from plain options ({'auth_type': 'password', 'auth_url': ...})."""
+    from keystoneauth1 import loading, session
+
+    options = dict(auth)
+    plugin = options.pop("auth_type")
+    timeout = options.pop("timeout", None)
+    insecure = options.pop("insecure", False)
+    cafile = options.pop("cafile", None)
+    loader = loading.get_plugin_loader(plugin)
+    names = {o.dest for o in loader.get_options()}
+    auth_plugin = loader.load_from_options(
+        **{k: v for k, v in options.items() if k in names and v is not None}
+    )
+    verify = False if insecure else (cafile or True)
+    return session.Session(auth=auth_plugin, verify=verify, timeout=timeout)
+
+
+class ZaqarStreamReader(SimpleDataSourceStreamReader):
+    """Claim on read, delete on commit. Offsets are batch numbers: {"batch": n}."""
+
+    def __init__(self, options: dict) -> None:
+        self.url = options["url"]
+        self.queue_name = options["queue"]
+        self.project_id = options.get("project_id", "")
+        self.auth = json.loads(options.get("auth", "{}") or "{}")
+        self.claim_ttl = int(options.get("claim_ttl", 60))
+        self.claim_grace = int(options.get("claim_grace", 60))
+        self.claim_limit = int(options.get("claim_limit", 1000))
+        self.max_batch = int(options.get("max_batch_messages", 20000))
+        self.claims_file = options.get("claims_file") or ""
+        self._queue = None
+        self._pending: dict[int, list[tuple[str, list[str]]]] = {}
+        self._released = False
+
+    # -- Zaqar -------------------------------------------------------------------------
+    @property
+    def queue(self):
+        if self._queue is None:
+            client = zaqar_client(self.url, self.project_id, self.auth)
+            self._queue = client.queue(self.queue_name)
+        return self._queue
+
+    def _claim_batch(self) -> tuple[list[tuple], list[tuple[str, list[str]]]]:
+        rows: list[tuple] = []
+        claims: list[tuple[str, list[str]]] = []
+        while len(rows) < self.max_batch:
+            limit = min(self.claim_limit, self.max_batch - len(rows))
+            claim = self.queue.claim(ttl=self.claim_ttl, grace=self.claim_grace, limit=limit)
+            messages = list(claim)
+            if not messages:
+                break
+            now = dt.datetime.now(dt.UTC)
+            ids = []
+            for m in messages:
+                body = m.body if isinstance(m.body, str) else json.dumps(m.body)
+                rows.append((body, now, m.id))
+                ids.append(m.id)
+            claims.append((claim.id, ids))
+            if len(messages) < limit:
+                break
+        return rows, claims
+
+    def _delete(self, ids: list[str]) -> None:
+        for start in range(0, len(ids), DELETE_CHUNK):
+            self.queue.delete_messages(*ids[start : start + DELETE_CHUNK])
+
+    # -- claims a crashed run left behind ------------------------------------------------
+    def _save_claims(self) -> None:
+        if not self.claims_file:
+            return
+        claim_ids = [cid for claims in self._pending.values() for cid, _ in claims]
+        directory = os.path.dirname(self.claims_file) or "."
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".claims-")
+        with os.fdopen(fd, "w") as f:
+            json.dump(claim_ids, f)
+        os.replace(tmp, self.claims_file)
+
+    def _release_old_claims(self) -> None:
+        """Release the claims a previous run recorded but never committed (it died)."""
+        if self._released or not self.claims_file:
+            return
+        self._released = True
+        try:
+            with open(self.claims_file) as f:
+                claim_ids = json.load(f)
+        except (OSError, ValueError):
+            return
+        from zaqarclient.queues.v2 import claim as claim_api
+
+        for claim_id in claim_ids:
+            with contextlib.suppress(Exception):  # already expired or deleted
+                claim_api.Claim(self.queue, id=claim_id).delete()
+        LOG.info("released %d claims left by a previous run", len(claim_ids))
+        self._save_claims()
+
+    # -- Spark ----------------------------------------------------------------------------
+    def initialOffset(self) -> dict:
+        return {"batch": 0}
+
+    def read(self, start: dict):
+        self._release_old_claims()
+        rows, claims = self._claim_batch()
+        if not rows:
+            if any(b <= start["batch"] for b in self._pending):
+                # Spark commits a batch only when it plans the next one: an empty batch
+                # lets it commit (delete) the last claimed messages now, not at the next
+                # message or when their claim expires.
+                return iter([]), {"batch": start["batch"] + 1}
+            return iter([]), start
+        end = start["batch"] + 1
+        self._pending[end] = claims
+        self._save_claims()
+        return iter(rows), {"batch": end}
+
+    def readBetweenOffsets(self, start: dict, end: dict):
+        # Replay of a batch a previous run planned but did not commit. Its messages are
+        # still in the queue (never deleted): they come back once their claim is released
+        # or expires, and are read again then. So the replay itself is empty.
+        return iter([])
+
+    def commit(self, end: dict) -> None:
+        done = [b for b in self._pending if b <= end["batch"]]
+        for batch in sorted(done):
+            for _claim_id, ids in self._pending[batch]:
+                self._delete(ids)
+            del self._pending[batch]
+        if done:
+            self._save_claims()
+
+
+class ZaqarDataSource(DataSource):
+    """``spark.readStream.format("zaqar")``; options: url, queue, project_id, auth (JSON),
+    claim_ttl, claim_grace, claim_limit, max_batch_messages, claims_file."""
+
+    @classmethod
+    def name(cls) -> str:
+        return "zaqar"
+
+    def schema(self) -> str:
+        return SCHEMA
+
+    def simpleStreamReader(self, schema) -> ZaqarStreamReader:
+        for required in ("url", "queue"):
+            if not self.options.get(required):
+                raise ValueError(f"zaqar source: option '{required}' is required")
+        return ZaqarStreamReader(dict(self.options))
+
+
+def zaqar_options(conf, claims_file: str = "") -> dict[str, str]:
+    """The zaqar source's options from the [zaqar], [zaqar_auth] and [stream] config."""
+    from bbq.config import ZAQAR_AUTH_GROUP
+
+    group = conf[ZAQAR_AUTH_GROUP]
+    auth = {}
+    if group.auth_type:
+        auth = {"auth_type": group.auth_type}
+        for name in (
+            "auth_url",
+            "username",
+            "password",
+            "project_name",
+            "project_id",
+            "user_domain_id",
+            "user_domain_name",
+            "project_domain_id",
+            "project_domain_name",
+            "user_id",
+            "system_scope",
+            "domain_id",
+            "domain_name",
+            "trust_id",
+            "timeout",
+            "insecure",
+            "cafile",
+        ):
+            value = getattr(group, name, None)
+            if value not in (None, ""):
+                auth[name] = value
+    return {
+        "url": conf.zaqar.url,
+        "queue": conf.zaqar.queue,
+        "project_id": conf.zaqar.project_id,
+        "auth": json.dumps(auth),
+        "claim_ttl": str(conf.zaqar.claim_ttl),
+        "claim_grace": str(conf.zaqar.claim_grace),
+        "claim_limit": str(conf.zaqar.claim_limit),
+        "max_batch_messages": str(conf.stream.max_batch_messages),
+        "claims_file": claims_file,
+    }
+
+
+def read_stream(spark: SparkSession, conf) -> DataFrame:
+    """The configured source as a streaming DataFrame (value, timestamp, msgid)."""
+    source = conf.stream.source
+    if source == "socket":
+        df = (
+            spark.readStream.format("socket")
+            .option("host", conf.stream.socket_host)
+            .option("port", conf.stream.socket_port)
+            .option("includeTimestamp", True)
+            .load()
+        )
+        return df.select("value", "timestamp", F.lit(None).cast("string").alias("msgid"))
+    if source == "zaqar":
+        spark.dataSource.register(ZaqarDataSource)
+        claims_file = ""
+        checkpoint = conf.stream.checkpoint_dir
+        if checkpoint and "://" not in checkpoint:
+            claims_file = os.path.join(checkpoint, "zaqar-claims.json")
+        return spark.readStream.format("zaqar").options(**zaqar_options(conf, claims_file)).load()
+    raise ValueError(f"unknown source '{source}' (expected socket or zaqar)")
