@@ -137,7 +137,7 @@ def from_clouds(
         kwargs["interface"] = interface
     try:
         with warnings.catch_warnings():  # openstacksdk warns about its optional metrics
-            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*InfluxDB")
             config = openstack.config.OpenStackConfig()
             region_config = config.get_one(cloud=cloud, **kwargs)
             session = region_config.get_session()
