@@ -125,7 +125,62 @@ def cmd_build(args: argparse.Namespace) -> int:
         size = artifact.manifest["total_size"] / 2**20
         seconds = artifact.manifest["build_seconds"]
         print(f"bake: {name}: built in {seconds:.0f}s, {size:.0f} MiB: {artifact.path}")
+    if args.publish:
+        return _smoke_then_publish(args, artifact)
     return 0
+
+
+def _smoke_then_publish(args: argparse.Namespace, artifact) -> int:
+    """``build --publish``: the smoke test step when this version has one, then publish."""
+    import importlib.util
+
+    from bake import publish_cli
+
+    smoke = None
+    if importlib.util.find_spec("bake.instances"):
+        smoke = getattr(importlib.import_module("bake.instances"), "smoke_test", None)
+    if smoke is None:
+        print(f"bake: {artifact.name}: no smoke test step yet; publishing", file=sys.stderr)
+    else:
+        smoke(artifact)
+    return publish_cli.run_publish(args, artifact)
+
+
+def _artifact_for(args: argparse.Namespace, target: str):
+    """An artifact directory, or the stored artifact of a spec's current fingerprint."""
+    from bake.artifacts import MANIFEST, Artifact
+
+    path = Path(target)
+    if path.is_dir() or path.name == MANIFEST or not path.exists():
+        if not path.exists():
+            raise CommandError(f"{target}: no such artifact directory or spec file")
+        return Artifact.load(path.parent if path.name == MANIFEST else path)
+    plan, fp = _plan_and_fingerprint(args, target)
+    artifact = Store(args.output).find(plan.spec.name, fp.value)
+    if artifact is None:
+        raise CommandError(
+            f"{target}: no artifact with fingerprint {fp.value[:12]} in {args.output} "
+            "(run `bake build` first)"
+        )
+    return artifact
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from bake import publish_cli
+
+    return publish_cli.run_publish(args, _artifact_for(args, args.target))
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    from bake import publish_cli
+
+    return publish_cli.run_images(args)
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from bake import publish_cli
+
+    return publish_cli.run_prune(args)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -157,6 +212,8 @@ _LIST_HEADER = ("name", "version", "fingerprint", "status", "size", "built")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from bake import publish_cli
+
     parser = argparse.ArgumentParser(prog="bake", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--elements-dir", help="our elements (default: elements/ beside the spec's directory)"
@@ -205,10 +262,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the command and environment")
     p.add_argument("--force", action="store_true", help="rebuild even if up to date")
     partition_options(p)
+    p.add_argument("--publish", action="store_true", help="then smoke test and publish to Glance")
+    publish_cli.add_publish_options(p)
+    publish_cli.add_cloud_options(p)
 
     p = command("list", cmd_list, "list the artifacts in the store")
     output_option(p)
     p.add_argument("--json", action="store_true")
+
+    p = command("publish", cmd_publish, "upload an artifact to Glance (once per fingerprint)")
+    p.add_argument("target", metavar="ARTIFACT|SPEC", help="artifact directory or spec file")
+    output_option(p)
+    partition_options(p)
+    publish_cli.add_publish_options(p)
+    publish_cli.add_cloud_options(p)
+
+    p = command("images", cmd_images, "list the images published to Glance, per spec")
+    p.add_argument("--spec", metavar="NAME", help="only this spec's images")
+    p.add_argument("--json", action="store_true")
+    publish_cli.add_cloud_options(p)
+
+    p = command("prune", cmd_prune, "delete (or deactivate) older published images of a spec")
+    p.add_argument("--spec", metavar="NAME", help="only this spec (default: every spec)")
+    p.add_argument("--keep", type=int, required=True, metavar="N", help="newest images to keep")
+    p.add_argument("--dry-run", action="store_true", help="only say what would be pruned")
+    p.add_argument("--deactivate", action="store_true", help="deactivate instead of delete")
+    publish_cli.add_cloud_options(p)
     return parser
 
 
