@@ -2,13 +2,14 @@
 
 :func:`publish` does, in order:
 
-1. ``artifact.verify()`` (SHA256SUMS); a bad artifact sends nothing;
+1. reads the disk image's sha256 from the artifact's SHA256SUMS;
 2. looks for an active image of this project with the same ``bake_fingerprint``: if there is
    one it is reported and nothing is sent; leftovers of this host's publishes that died
    (queued/saving images whose publisher process is gone) are deleted;
 3. creates the image record with :func:`bake.glance.image_properties` plus a publisher marker;
-4. streams the file in 1 MiB reads, computing sha512 and md5 in that same pass (constant
-   memory), with a progress bar (bytes, rate, ETA);
+4. streams the file in 1 MiB reads with a progress bar (bytes, rate, ETA), computing sha512,
+   md5 and sha256 in that same single pass (constant memory, hashing overlapped with
+   sending); a sha256 that fails SHA256SUMS cuts the upload off before it completes;
 5. compares Glance's ``os_hash_value``/``checksum``/``size`` with what was sent, then removes
    the marker.
 
@@ -23,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import os
@@ -34,7 +36,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from bake import glance as g
-from bake.artifacts import Artifact, ArtifactError
+from bake.artifacts import CHECKSUMS, Artifact, parse_checksums
 from bake.auth import AuthError, Cloud
 
 CHUNK = 1024 * 1024
@@ -44,28 +46,73 @@ class PublishError(Exception):
     """Publishing failed; nothing half-made is left in Glance (the message says if it was)."""
 
 
-class HashingReader:
-    """A read-only file wrapper that hashes (sha512, md5) and reports every byte it returns.
+class ChecksumMismatch(PublishError):
+    """The data read for upload does not match the artifact's SHA256SUMS."""
 
+
+class HashingReader:
+    """A read-only file wrapper that hashes every byte it returns, in constant memory.
+
+    sha512 and md5 (what Glance computes) and, with ``expect_sha256``, sha256 (the artifact's
+    SHA256SUMS) are updated by one background thread while the caller sends the chunk just
+    returned, so hashing overlaps the network. At end of file the digests are final; if the
+    sha256 differs from ``expect_sha256`` the last ``read`` raises :class:`ChecksumMismatch`
+    instead of returning ``b""``, so a chunked upload is cut off before it completes.
     ``progress(n)`` is called after each read with the number of bytes just read.
     """
 
-    def __init__(self, handle: BinaryIO, progress: Callable[[int], Any] | None = None):
+    def __init__(
+        self,
+        handle: BinaryIO,
+        progress: Callable[[int], Any] | None = None,
+        expect_sha256: str | None = None,
+        label: str = "data",
+    ):
         self.handle = handle
         self.sha512 = hashlib.sha512()
         self.md5 = hashlib.md5(usedforsecurity=False)
+        self.sha256 = hashlib.sha256() if expect_sha256 else None
+        self.expect_sha256 = expect_sha256
+        self.label = label
         self.bytes = 0
         self.progress = progress
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bake-hash")
+        self._pending: concurrent.futures.Future | None = None
+        self.done = False
+
+    def _hash(self, data: bytes) -> None:
+        self.sha512.update(data)
+        self.md5.update(data)
+        if self.sha256 is not None:
+            self.sha256.update(data)
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
 
     def read(self, size: int = CHUNK) -> bytes:
         data = self.handle.read(size if size and size > 0 else CHUNK)
+        self._wait()  # at most one chunk being hashed: memory stays at two chunks
         if data:
-            self.sha512.update(data)
-            self.md5.update(data)
+            self._pending = self._pool.submit(self._hash, data)
             self.bytes += len(data)
             if self.progress is not None:
                 self.progress(len(data))
+            return data
+        self.close()
+        if self.sha256 is not None and self.sha256.hexdigest() != self.expect_sha256:
+            raise ChecksumMismatch(
+                f"artifact fails its checksums: {self.label}: sha256 {self.sha256.hexdigest()} "
+                f"does not match {CHECKSUMS} ({self.expect_sha256})"
+            )
         return data
+
+    def close(self) -> None:
+        """Finish hashing what was read; the digests are final afterwards."""
+        self._wait()
+        self._pool.shutdown(wait=True)
+        self.done = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +173,21 @@ def remove_orphans(glance: g.Glance, fingerprint: str) -> list[str]:
     return removed
 
 
+def expected_sha256(artifact: Artifact, path: Path) -> str:
+    """The image file's sha256 from SHA256SUMS (which must agree with the manifest)."""
+    sums = artifact.path / CHECKSUMS
+    try:
+        listed = parse_checksums(sums.read_text())
+    except (OSError, ValueError) as exc:
+        raise PublishError(f"artifact fails its checksums: {sums}: {exc}") from None
+    digest = listed.get(path.name)
+    if digest is None:
+        raise PublishError(f"artifact fails its checksums: {sums} does not list {path.name}")
+    if digest != artifact.files[path.name].get("sha256", digest):
+        raise PublishError(f"artifact fails its checksums: {sums} and the manifest disagree")
+    return digest
+
+
 def verify_upload(image: Any, reader: HashingReader, size: int) -> None:
     """Raise PublishError unless Glance's size, checksum and os_hash_value match what was sent."""
     problems = []
@@ -170,19 +232,14 @@ def publish(
     retry: g.RetryPolicy | None = None,
     progress: bool | None = None,
     on_read: Callable[[int], Any] | None = None,
-    verify_files: bool = True,
 ) -> PublishResult:
     """Put the artifact's disk image into Glance once; see the module docstring for the steps.
 
     ``progress``: show a progress bar (default: when stderr is a terminal). ``on_read(n)`` is
     called after every read of the upload stream with the total bytes read so far.
     """
-    if verify_files:
-        try:
-            artifact.verify()
-        except ArtifactError as exc:
-            raise PublishError(f"artifact fails its checksums, not published: {exc}") from None
     path, _ = artifact.image_file()
+    expect_sha256 = expected_sha256(artifact, path)
     glance = g.Glance(cloud, retry)
     cloud.check()
     try:
@@ -196,7 +253,9 @@ def publish(
     except g.GlanceError as exc:
         raise PublishError(str(exc)) from None
     try:
-        return _upload(glance, image, path, size, properties["name"], progress, on_read, removed)
+        return _upload(
+            glance, image, path, size, expect_sha256, properties["name"], progress, on_read, removed
+        )
     except BaseException as exc:
         raise _cleanup(glance, image["id"], exc) from None
 
@@ -206,6 +265,7 @@ def _upload(
     image: Any,
     path: Path,
     size: int,
+    expect_sha256: str,
     name: str,
     progress: bool | None,
     on_read: Callable[[int], Any] | None,
@@ -219,8 +279,11 @@ def _upload(
             if on_read is not None:
                 on_read(reader.bytes)
 
-        reader = HashingReader(handle, report)
-        glance.upload(image["id"], reader, size)
+        reader = HashingReader(handle, report, expect_sha256, label=str(path))
+        try:
+            glance.upload(image["id"], reader, size)
+        finally:
+            reader.close()
     seconds = time.monotonic() - started
     uploaded = glance.get(image["id"])
     verify_upload(uploaded, reader, size)

@@ -174,13 +174,22 @@ def test_verify_upload_rejects_hash_mismatch(make_artifact, cloud, glance_client
         pub.verify_upload(image, reader, path.stat().st_size)
 
 
-def test_artifact_failing_checksums_sends_nothing(make_artifact, cloud, glance_client):
+def test_artifact_failing_checksums_is_cut_off_and_deleted(make_artifact, cloud, glance_client):
     artifact = make_artifact()
     path, _ = artifact.image_file()
     with open(path, "r+b") as handle:  # flip bytes in place: same size, wrong sha256
         handle.seek(100)
         handle.write(b"\xff" * 16)
 
-    with pytest.raises(pub.PublishError, match="fails its checksums.*sha256"):
+    with pytest.raises(pub.PublishError, match=r"fails its checksums: .*SHA256SUMS.*deleted$"):
+        pub.publish(artifact, cloud)
+    assert images_with(glance_client, artifact.fingerprint) == []
+
+
+def test_checksums_file_without_the_image_sends_nothing(make_artifact, cloud, glance_client):
+    artifact = make_artifact()
+    (artifact.path / "SHA256SUMS").write_text("")
+
+    with pytest.raises(pub.PublishError, match="SHA256SUMS does not list"):
         pub.publish(artifact, cloud)
     assert images_with(glance_client, artifact.fingerprint) == []
