@@ -7,6 +7,7 @@ Layout::
         <name>.d/dib-manifests/      diskimage-builder's manifests (packages, environment)
         SHA256SUMS                   `sha256sum -c` format, one line per image file
         build.log                    the full build log
+        smoke-report.json            the smoke checks run on an instance booted from it
         manifest.json                what was built, from what, and how big it is
     STORE/.failed/<name>-<fingerprint>-<time>/   failed builds, kept with their log
     STORE/.tmp/                       builds in progress (same filesystem: moves are atomic)
@@ -33,6 +34,7 @@ from typing import Any
 MANIFEST = "manifest.json"
 CHECKSUMS = "SHA256SUMS"
 BUILD_LOG = "build.log"
+SMOKE_REPORT = "smoke-report.json"
 MANIFEST_FORMAT = 1
 # Files of these kinds are images that can be booted or uploaded, in order of preference.
 DISK_FORMATS = {".qcow2": "qcow2", ".raw": "raw", ".vhd": "vhd"}
@@ -195,7 +197,7 @@ class Store:
         """
         files = {}
         for file in sorted(output_dir.iterdir()):
-            if file.is_file() and file.name not in (MANIFEST, CHECKSUMS, BUILD_LOG):
+            if file.is_file() and file.name not in (MANIFEST, CHECKSUMS, BUILD_LOG, SMOKE_REPORT):
                 files[file.name] = {"size": file.stat().st_size, "sha256": sha256_file(file)}
         (output_dir / CHECKSUMS).write_text(
             "".join(f"{info['sha256']}  {name}\n" for name, info in files.items())
@@ -213,12 +215,22 @@ class Store:
         shutil.rmtree(build_dir, ignore_errors=True)
         return Artifact.load(final)
 
+    def _failed_path(self, name: str, fingerprint: str) -> Path:
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        (self.root / ".failed").mkdir(parents=True, exist_ok=True)
+        return self.root / ".failed" / f"{name}-{fingerprint[:12]}-{stamp}-{os.getpid()}"
+
     def keep_failed(self, name: str, fingerprint: str, files: list[Path]) -> Path:
         """Keep a failed build's log and reports under STORE/.failed; return that directory."""
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        path = self.root / ".failed" / f"{name}-{fingerprint[:12]}-{stamp}"
-        path.mkdir(parents=True, exist_ok=True)
+        path = self._failed_path(name, fingerprint)
+        path.mkdir()
         for file in files:
             if file.exists():
                 shutil.copy2(file, path / file.name)
+        return path
+
+    def set_aside(self, output_dir: Path, name: str, fingerprint: str) -> Path:
+        """Move a built but failing image (files, log, report) under STORE/.failed."""
+        path = self._failed_path(name, fingerprint)
+        output_dir.rename(path)
         return path

@@ -20,8 +20,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from bake import dib
-from bake.artifacts import BUILD_LOG, Artifact, Store
+from bake import dib, instances
+from bake.artifacts import BUILD_LOG, SMOKE_REPORT, Artifact, Store
 from bake.fingerprint import Fingerprint
 from bake.plan import BuildPlan
 
@@ -34,6 +34,14 @@ class BuildError(Exception):
 
 class PreflightError(BuildError):
     """The build cannot start on this host as asked (nothing was done)."""
+
+
+class SmokeTestFailed(BuildError):
+    """The image was built but failed its smoke test; it is kept aside, not in the store."""
+
+    def __init__(self, message: str, report: instances.SmokeReport):
+        super().__init__(message)
+        self.report = report
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,11 +82,15 @@ def build(
     store: Store,
     force: bool = False,
     on_phase: Callable[[str, str, float], None] = dib.print_phase,
+    smoke: bool = True,
+    on_report: Callable[[instances.SmokeReport], None] | None = None,
 ) -> Outcome:
     """Build the plan into the store unless an artifact with this fingerprint is complete.
 
-    Raises BuildError (build failed; log kept under STORE/.failed) or dib.BuildInterrupted
-    (nothing kept).
+    With ``smoke`` (and checks in the spec) the image is booted and its smoke checks must
+    pass before it enters the store. Raises BuildError (build failed; log kept under
+    STORE/.failed), SmokeTestFailed (image, log and report set aside under STORE/.failed)
+    or dib.BuildInterrupted (nothing kept).
     """
     name = plan.spec.name
     existing = store.find(name, fingerprint.value)
@@ -104,6 +116,28 @@ def build(
         raise BuildError(
             f"{name}: disk-image-create failed (exit {result.returncode}); log: {kept / BUILD_LOG}"
         )
+    smoke_summary: dict = {"run": False, "reason": "no smoke checks in the spec"}
+    if smoke and plan.spec.smoke:
+        report = instances.smoke_test(
+            output_dir / f"{name}.tar", plan.spec.smoke, name, build_dir / "smoke"
+        )
+        (output_dir / SMOKE_REPORT).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        if on_report:
+            on_report(report)
+        if not report.passed:
+            kept = store.set_aside(output_dir, name, fingerprint.value)
+            shutil.rmtree(build_dir, ignore_errors=True)
+            raise SmokeTestFailed(
+                f"{name}: smoke test failed; image set aside, not in the store: {kept}", report
+            )
+        smoke_summary = {
+            "run": True,
+            "passed": True,
+            "checks": len(report.checks),
+            "boot_seconds": report.boot_seconds,
+        }
+    elif plan.spec.smoke:
+        smoke_summary["reason"] = "skipped (--no-test)"
     manifest = {
         "name": name,
         "version": plan.spec.version,
@@ -119,6 +153,7 @@ def build(
         "built_at": started.isoformat(timespec="seconds"),
         "build_seconds": round(result.seconds, 1),
         "phases": {k: round(v, 1) for k, v in result.phases.items()},
-        "status": "good",
+        "smoke": smoke_summary,
+        "status": "good" if smoke_summary["run"] else "untested",
     }
     return Outcome(store.commit(build_dir, output_dir, manifest), skipped=False)

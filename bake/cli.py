@@ -109,8 +109,15 @@ def cmd_build(args: argparse.Namespace) -> int:
         print("  " + " ".join(shlex.quote(a) for a in plan.command(final)))
         return 0
     print(f"bake: {name} {plan.spec.version}: fingerprint {fp.value}", file=sys.stderr)
+
+    def show_report(report) -> None:
+        for line in report.lines():
+            print(f"bake: {name}: smoke: {line}", file=sys.stderr)
+
     try:
-        outcome = build.build(plan, fp, store, force=args.force)
+        outcome = build.build(
+            plan, fp, store, force=args.force, smoke=not args.no_test, on_report=show_report
+        )
     except build.PreflightError as exc:
         raise CommandError(str(exc), EXIT_BAD_INPUT) from None
     except build.BuildError as exc:
@@ -181,6 +188,36 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from bake import publish_cli
 
     return publish_cli.run_prune(args)
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from bake import instances
+    from bake.artifacts import SMOKE_REPORT, Artifact
+
+    target = Path(args.target)
+    if target.is_dir():
+        artifact = Artifact.load(target)
+    else:
+        plan, fp = _plan_and_fingerprint(args, args.target)
+        artifact = Store(args.output).find(plan.spec.name, fp.value)
+        if artifact is None:
+            raise CommandError(
+                f"{args.target}: no built artifact with fingerprint {fp.value[:12]} in "
+                f"{args.output}; run bake build first"
+            )
+    checks = artifact.spec.get("smoke") or []
+    if not checks:
+        raise CommandError(f"{artifact.path}: the spec has no smoke checks")
+    with tempfile.TemporaryDirectory(prefix="bake-test-") as work:
+        report = instances.smoke_test(artifact.tar_file(), checks, artifact.name, Path(work))
+    (artifact.path / SMOKE_REPORT).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    for line in report.lines():
+        print(f"{artifact.name}: {line}")
+    verdict = "passed" if report.passed else "FAILED"
+    print(f"{artifact.name}: smoke test {verdict} (boot {report.boot_seconds:.0f}s)")
+    return 0 if report.passed else EXIT_FAILED
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -261,6 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
     output_option(p)
     p.add_argument("--dry-run", action="store_true", help="print the command and environment")
     p.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    p.add_argument(
+        "--no-test", action="store_true", help="do not boot the image for its smoke checks"
+    )
+    partition_options(p)
+
+    p = command("test", cmd_test, "boot a built image as an instance and run its smoke checks")
+    p.add_argument("target", metavar="SPEC|ARTIFACT", help="a spec file or an artifact directory")
+    output_option(p)
     partition_options(p)
     p.add_argument("--publish", action="store_true", help="then smoke test and publish to Glance")
     publish_cli.add_publish_options(p)

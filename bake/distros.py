@@ -28,7 +28,20 @@ DISTROS: dict[str, Distro] = {
 
 DISTRO_ELEMENTS = frozenset(
     {d.element for d in DISTROS.values()}
-    | {"debian", "ubuntu", "centos", "rhel", "fedora", "fedora-minimal", "opensuse",
-       "opensuse-minimal", "gentoo", "rocky-container", "almalinux-container",
-       "openeuler-minimal", "ubuntu-systemd-container", "fedora-container"}
+    | {
+        "debian",
+        "ubuntu",
+        "centos",
+        "rhel",
+        "fedora",
+        "fedora-minimal",
+        "opensuse",
+        "opensuse-minimal",
+        "gentoo",
+        "rocky-container",
+        "almalinux-container",
+        "openeuler-minimal",
+        "ubuntu-systemd-container",
+        "fedora-container",
+    }
 )

@@ -363,6 +363,14 @@ def _semantic_problems(data: dict, file: str, elements_dirs: list[Path]) -> Iter
             data["mirrors"]["security"],
             True,
         )
+    if data.get("smoke") and "tar" not in data.get("types", DEFAULTS["types"]):
+        yield Problem(
+            file,
+            "types",
+            "smoke checks boot the image's root filesystem: add tar to types",
+            data.get("types"),
+            True,
+        )
     for index, check in enumerate(data.get("smoke", [])):
         if "expect" in check:
             try:

@@ -56,6 +56,52 @@ def test_build_reports_progress_by_phase(built):
     assert "dib-run-parts Running" in log and "50-bbq-base" in log
 
 
+def test_build_boots_the_image_and_passes_its_smoke_checks(built):
+    _, result, artifact = built
+    assert "smoke: ok   sshd is running" in result.stderr
+    assert artifact.manifest["status"] == "good"
+    assert artifact.manifest["smoke"]["passed"] is True
+    report = json.loads((artifact.path / "smoke-report.json").read_text())
+    assert [c["name"] for c in report["checks"]] == [c["name"] for c in artifact.spec["smoke"]]
+    assert all(c["passed"] for c in report["checks"])
+
+
+def test_bake_test_reruns_the_checks_on_an_artifact(built):
+    _, _, artifact = built
+    result = run_bake("test", str(artifact.path), timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "bbq-base: ok   bbq service account exists" in result.stdout
+    assert "smoke test passed" in result.stdout
+
+
+def test_failing_smoke_check_is_never_marked_good(project, tmp_path):
+    spec = project / "image-specs" / "broken.yaml"
+    spec.write_text(
+        "name: bbq-broken\nversion: '0.0.1'\ninclude: [common/debian.yaml]\n"
+        "smoke:\n  - {name: impossible file, run: test -e /etc/bbq/no-such-file}\n"
+    )
+    store = tmp_path / "store"
+    result = run_bake(
+        "build",
+        "image-specs/broken.yaml",
+        "--plain",
+        "--output",
+        str(store),
+        cwd=project,
+        timeout=BUILD_TIMEOUT,
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "smoke: FAIL impossible file" in result.stderr
+    assert "smoke test failed; image set aside, not in the store" in result.stderr
+    assert not (store / "bbq-broken").exists()
+    (failed,) = (store / ".failed").iterdir()
+    report = json.loads((failed / "smoke-report.json").read_text())
+    assert report["passed"] is False
+    assert [c["passed"] for c in report["checks"]] == [True, True, True, False]
+    assert (failed / "build.log").is_file() and (failed / "bbq-broken.qcow2").is_file()
+    assert dib.mounts_under(store) == [] and dib.loops_under(store) == []
+
+
 def test_artifact_files_checksums_and_qcow2(built):
     _, _, artifact = built
     names = set(artifact.files)

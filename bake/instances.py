@@ -1,0 +1,360 @@
+"""Instances booted from our own images, for smoke checks and as deployment targets.
+
+An image's root filesystem (its ``tar`` output) is unpacked once per fingerprint, and each
+instance boots its own copy-on-write view of it (overlayfs; a full copy where overlayfs is
+unavailable) with systemd-nspawn, the image's own systemd as PID 1. The host has no
+systemd/dbus, hence ``--register=no --keep-unit``; the instance shares the host network, so
+its sshd gets its own loopback port. Every instance gets its own SSH host key, written to a
+known_hosts file, so connections are checked strictly.
+
+Example::
+
+    rootfs = unpacked_rootfs(artifact.tar_file(), tmp / "rootfs")
+    with boot(rootfs, "bbq-test-1", workdir=tmp / "i1") as instance:
+        result = instance.run("systemctl is-active ssh")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+BOOT_TIMEOUT = 180.0
+# Units an instance under systemd-nspawn does without: nothing to wait for on a network it
+# does not own, no iSCSI or cloud datasource, and sshd on its own port rather than on an
+# activated socket that would share port 22 of the host.
+CONTAINER_MASKED_UNITS = (
+    "systemd-networkd-wait-online.service",
+    "systemd-resolved.service",
+    "iscsid.service",
+    "iscsid.socket",
+    "open-iscsi.service",
+    "ssh.socket",
+)
+
+
+class InstanceError(Exception):
+    """An instance could not be booted or reached."""
+
+
+@dataclasses.dataclass
+class Instance:
+    """A booted instance: where to reach it over SSH, and how to stop it."""
+
+    name: str
+    host: str
+    port: int
+    key_file: Path
+    known_hosts: Path
+    root: Path
+    process: subprocess.Popen
+    console_log: Path
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        return {"key_filename": str(self.key_file), "look_for_keys": False, "allow_agent": False}
+
+    def connection(self, user: str = "root"):
+        """A Fabric connection that checks the host key against the instance's known_hosts."""
+        from fabric import Config, Connection
+
+        config = Config(overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": True}})
+        connection = Connection(
+            self.host,
+            user=user,
+            port=self.port,
+            config=config,
+            connect_kwargs=self.connect_kwargs(),
+            connect_timeout=10,
+        )
+        connection.client.load_host_keys(str(self.known_hosts))
+        connection.client.set_missing_host_key_policy(_RejectPolicy())
+        return connection
+
+    def run(self, command: str, timeout: float = 60, user: str = "root"):
+        """Run a command over SSH; returns Fabric's Result (exited, stdout, stderr)."""
+        with self.connection(user) as connection:
+            return connection.run(command, timeout=timeout)
+
+
+class _RejectPolicy:
+    """Paramiko missing-host-key policy: an unknown host key is an error."""
+
+    def missing_host_key(self, client, hostname, key):
+        raise InstanceError(f"unknown SSH host key for {hostname}: refusing to connect")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def unpacked_rootfs(tar_path: Path, target: Path) -> Path:
+    """The image's root filesystem unpacked into ``target`` (once: reused when complete)."""
+    if (target / ".complete").exists():
+        return target
+    partial = target.parent / f".{target.name}.{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    # GNU tar keeps owners, modes, devices and xattrs exactly as the image has them.
+    subprocess.run(
+        ["tar", "--numeric-owner", "--xattrs", "-xpf", str(tar_path), "-C", str(partial)],
+        check=True,
+    )
+    (partial / ".complete").touch()
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    return target
+
+
+def _mount_overlay(lower: Path, workdir: Path) -> Path:
+    upper, work, merged = workdir / "upper", workdir / "work", workdir / "root"
+    for path in (upper, work, merged):
+        path.mkdir(parents=True, exist_ok=True)
+    options = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    mounted = subprocess.run(
+        ["mount", "-t", "overlay", "overlay", "-o", options, str(merged)], capture_output=True
+    )
+    if mounted.returncode != 0:  # no overlayfs here: a private copy instead
+        subprocess.run(["cp", "-a", f"{lower}/.", str(merged)], check=True)
+    return merged
+
+
+def _prepare(root: Path, name: str, port: int, workdir: Path) -> tuple[Path, Path]:
+    """Make the rootfs bootable under nspawn and reachable by SSH on ``port``.
+
+    Returns (client private key, known_hosts file).
+    """
+    key = workdir / "id_ed25519"
+    host_key = workdir / "ssh_host_ed25519_key"
+    for path in (key, host_key):
+        if not path.exists():
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(path)],
+                check=True,
+            )
+    ssh = root / "etc" / "ssh"
+    (ssh / "sshd_config.d").mkdir(parents=True, exist_ok=True)
+    (ssh / "sshd_config.d" / "00-bbq-instance.conf").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nPermitRootLogin prohibit-password\n"
+        "HostKey /etc/ssh/ssh_host_ed25519_key\nUseDNS no\n"
+    )
+    shutil.copy(host_key, ssh / "ssh_host_ed25519_key")
+    shutil.copy(f"{host_key}.pub", ssh / "ssh_host_ed25519_key.pub")
+    os.chmod(ssh / "ssh_host_ed25519_key", 0o600)
+    dot_ssh = root / "root" / ".ssh"
+    dot_ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (dot_ssh / "authorized_keys").write_text(Path(f"{key}.pub").read_text())
+    os.chmod(dot_ssh / "authorized_keys", 0o600)
+    (root / "etc" / "hostname").write_text(f"{name}\n")
+    systemd = root / "etc" / "systemd" / "system"
+    systemd.mkdir(parents=True, exist_ok=True)
+    for unit in CONTAINER_MASKED_UNITS:
+        link = systemd / unit
+        if not link.is_symlink():
+            link.symlink_to("/dev/null")
+    cloud = root / "etc" / "cloud"
+    if cloud.is_dir():
+        (cloud / "cloud-init.disabled").touch()
+    host_pub = Path(f"{host_key}.pub").read_text().split()
+    known_hosts = workdir / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
+    return key, known_hosts
+
+
+def _wait_for_ssh(instance: Instance, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if instance.process.poll() is not None:
+            raise InstanceError(
+                f"{instance.name}: systemd-nspawn exited ({instance.process.returncode}) "
+                f"during boot; console: {instance.console_log}"
+            )
+        try:
+            with socket.create_connection((instance.host, instance.port), timeout=2):
+                pass
+            result = instance.run("systemctl is-system-running --wait || true", timeout=120)
+            if result.stdout.strip():
+                return
+        except Exception as exc:  # not up yet: sshd starting, key exchange refused, ...
+            last_error = exc
+        time.sleep(1)
+    raise InstanceError(
+        f"{instance.name}: no SSH on {instance.host}:{instance.port} after {timeout:.0f}s "
+        f"({last_error}); console: {instance.console_log}"
+    )
+
+
+@contextlib.contextmanager
+def boot(
+    rootfs: Path,
+    name: str,
+    workdir: Path,
+    ssh_port: int | None = None,
+    timeout: float = BOOT_TIMEOUT,
+    bind: Sequence[tuple[Path, str]] = (),
+) -> Iterator[Instance]:
+    """Boot an instance of an unpacked image root filesystem (read-only); stop it after.
+
+    ``bind`` are (host path, instance path) pairs mounted read-only into the instance.
+    """
+    if not shutil.which("systemd-nspawn"):
+        raise InstanceError("systemd-nspawn is not installed: run tools/bootstrap --tests")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = ssh_port or free_port()
+    root = _mount_overlay(rootfs, workdir)
+    process = None
+    try:
+        key, known_hosts = _prepare(root, name, port, workdir)
+        console_log = workdir / "console.log"
+        command = [
+            "systemd-nspawn",
+            "--quiet",
+            "--register=no",
+            "--keep-unit",
+            "--boot",
+            f"--machine={name}",
+            f"--directory={root}",
+        ]
+        command += [f"--bind-ro={host}:{inside}" for host, inside in bind]
+        with open(console_log, "wb") as console:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        instance = Instance(name, "127.0.0.1", port, key, known_hosts, root, process, console_log)
+        _wait_for_ssh(instance, timeout)
+        yield instance
+    finally:
+        if process is not None:
+            _stop(process)
+        _release(root)
+        shutil.rmtree(workdir / "upper", ignore_errors=True)
+        shutil.rmtree(workdir / "work", ignore_errors=True)
+
+
+def _stop(process: subprocess.Popen, grace: float = 30) -> None:
+    """Power the instance off (nspawn turns SIGTERM into a clean shutdown), then kill."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _release(root: Path) -> None:
+    """Unmount the instance's root (overlay) and anything left below it; remove a copy."""
+    from bake.dib import mounts_under
+
+    for point in mounts_under(root):
+        if subprocess.run(["umount", point], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "--lazy", point], capture_output=True)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckResult:
+    name: str
+    command: str
+    passed: bool
+    exit_code: int | None
+    output: str
+    seconds: float
+    reason: str = ""
+
+
+def run_checks(instance: Instance, checks: Sequence[Mapping[str, Any]]) -> list[CheckResult]:
+    """Run smoke checks (name, run, expect regex, timeout) on an instance, each as root."""
+    results = []
+    for check in checks:
+        start = time.monotonic()
+        try:
+            result = instance.run(check["run"], timeout=check.get("timeout", 60))
+            output = (result.stdout + result.stderr).strip()
+            code: int | None = result.exited
+            reason = "" if code == 0 else f"exit code {code}"
+            if not reason and "expect" in check and not re.search(check["expect"], output, re.M):
+                reason = f"output does not match {check['expect']!r}"
+        except Exception as exc:  # timeouts and SSH failures fail the check, not the run
+            output, code, reason = "", None, f"{type(exc).__name__}: {exc}"
+        results.append(
+            CheckResult(
+                check["name"],
+                check["run"],
+                not reason,
+                code,
+                output[-2000:],
+                round(time.monotonic() - start, 2),
+                reason,
+            )
+        )
+    return results
+
+
+@dataclasses.dataclass(frozen=True)
+class SmokeReport:
+    """The outcome of booting an image and running its smoke checks."""
+
+    image: str
+    passed: bool
+    checks: list[CheckResult]
+    boot_seconds: float
+    error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def lines(self) -> list[str]:
+        """One human-readable line per check (and the boot error, if any)."""
+        if self.error:
+            return [f"FAIL boot: {self.error}"]
+        return [
+            f"{'ok  ' if c.passed else 'FAIL'} {c.name} ({c.seconds:.1f}s)"
+            + ("" if c.passed else f": {c.reason}; output: {c.output[-300:]!r}")
+            for c in self.checks
+        ]
+
+
+def smoke_test(
+    tar_path: Path,
+    checks: Sequence[Mapping[str, Any]],
+    name: str,
+    workdir: Path,
+    rootfs: Path | None = None,
+) -> SmokeReport:
+    """Boot the image in ``tar_path`` as an instance and run ``checks`` on it over SSH.
+
+    Never raises for a failing image: the report says what failed (boot or checks).
+    ``rootfs`` is where to unpack the image (default: inside ``workdir``, removed after).
+    """
+    start = time.monotonic()
+    own_rootfs = rootfs is None
+    rootfs = rootfs or workdir / "rootfs"
+    try:
+        lower = unpacked_rootfs(tar_path, rootfs)
+        with boot(lower, f"{name}-smoke", workdir / "instance") as instance:
+            booted = time.monotonic() - start
+            results = run_checks(instance, checks)
+        return SmokeReport(name, all(r.passed for r in results), results, round(booted, 1))
+    except (InstanceError, subprocess.CalledProcessError, OSError) as exc:
+        return SmokeReport(name, False, [], round(time.monotonic() - start, 1), str(exc))
+    finally:
+        if own_rootfs:
+            shutil.rmtree(rootfs, ignore_errors=True)
