@@ -107,6 +107,22 @@ def test_publish_spec_resolves_its_artifact(tmp_path, cli_env, glance_client):
     [image] = images_with(glance_client, fingerprint)
     assert image["name"] == f"{spec.name}-{spec.version}" and image["min_disk"] == 3
 
+    # build --publish: the build is up to date, so it goes straight on to publish (deduped).
+    chained = bake(
+        "build",
+        str(spec_path),
+        "--output",
+        str(store.root),
+        "--no-test",
+        "--publish",
+        "--os-cloud",
+        CLOUD_NAME,
+        env=env,
+    )
+    assert chained.returncode == 0, chained.stderr
+    assert "up to date" in chained.stdout and "publishing untested (--no-test)" in chained.stderr
+    assert f"already published as image {image['id']}" in chained.stdout
+
 
 def test_images_and_prune_commands(make_artifact, cli_env, fake_nova):
     name = f"bbq-c{uuid.uuid4().hex[:8]}"
