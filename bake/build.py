@@ -20,7 +20,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from bake import dib, instances
+from bake import dib, instances, wheelhouse
 from bake.artifacts import BUILD_LOG, SMOKE_REPORT, Artifact, Store
 from bake.fingerprint import Fingerprint
 from bake.plan import BuildPlan
@@ -97,6 +97,8 @@ def build(
     if existing and not force:
         return Outcome(existing, skipped=True)
     preflight(plan)
+    if plan.app_dir is not None:
+        wheelhouse.ensure(plan.app_dir, plan.app_hash)
     build_dir = store.new_build_dir(name)
     output_dir = build_dir / "out"
     output_dir.mkdir()

@@ -62,10 +62,10 @@ def _plan_and_fingerprint(args: argparse.Namespace, path: str):
     spec = _load(args, path)
     elements_dir = _elements_dir(args, Path(path))
     try:
-        plan = make_plan(spec, elements_dir, os.environ)
-    except MirrorError as exc:
+        plan = make_plan(spec, elements_dir, os.environ, app_dir=elements_dir.parent / "app")
+    except (MirrorError, ValueError) as exc:
         raise CommandError(f"{path}: {exc}") from None
-    return plan, fingerprint(plan, app_dir=elements_dir.parent / "app")
+    return plan, fingerprint(plan)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -95,7 +95,7 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from bake import build, dib
+    from bake import build, dib, wheelhouse
 
     plan, fp = _plan_and_fingerprint(args, args.spec)
     store = Store(args.output)
@@ -120,7 +120,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         )
     except build.PreflightError as exc:
         raise CommandError(str(exc), EXIT_BAD_INPUT) from None
-    except build.BuildError as exc:
+    except (build.BuildError, wheelhouse.WheelhouseError) as exc:
         raise CommandError(str(exc), EXIT_FAILED) from None
     except dib.BuildInterrupted as exc:
         print(f"bake: {name}: {exc}; nothing was kept", file=sys.stderr)

@@ -8,7 +8,7 @@ same fingerprint on any machine and in any checkout.
 
 Example::
 
-    fp = fingerprint(plan, app_dir=Path("app"))
+    fp = fingerprint(make_plan(spec, Path("elements"), os.environ, app_dir=Path("app")))
     fp.value              # 64 hex characters
     fp.elements           # {'bbq-base': '<sha256 of its tree>', ...}
 """
@@ -102,15 +102,13 @@ def our_elements(names: tuple[str, ...] | list[str], elements_dir: Path) -> list
     return sorted(found)
 
 
-def fingerprint(plan: BuildPlan, app_dir: Path | None = None) -> Fingerprint:
-    """The fingerprint of a build plan; ``app_dir`` is hashed when the spec bakes the app."""
+def fingerprint(plan: BuildPlan) -> Fingerprint:
+    """The fingerprint of a build plan (the app's tree hash is in the plan when baked)."""
     elements = {
         name: tree_hash(plan.elements_dir / name)
         for name in our_elements(plan.elements, plan.elements_dir)
     }
-    app = tree_hash(app_dir) if plan.spec.app and app_dir is not None else None
-    if plan.spec.app and app is None:
-        raise ValueError(f"{plan.spec.name}: spec bakes the app but no app directory was given")
+    app = plan.app_hash
     inputs = {
         "format": FORMAT,
         "spec": plan.spec.to_dict(),

@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 
-from bake import distros, mirrors
+from bake import distros, mirrors, wheelhouse
 from bake.spec import Spec
 
 # Variables from the caller's environment that reach diskimage-builder but cannot change
@@ -29,6 +29,7 @@ NOT_IN_FINGERPRINT = {
     "DIB_SHOW_IMAGE_USAGE": "only reports sizes in the log",
     "DIB_NO_TIMESTAMP": "only changes log line prefixes",
     "DIB_QUIET": "only changes log output",
+    "DIB_BBQ_WHEELHOUSE": "a host path; the app source it is built from is fingerprinted",
 }
 
 
@@ -40,6 +41,8 @@ class BuildPlan:
     elements: tuple[str, ...]  # every element named on the command line, distro first
     environment: Mapping[str, str]  # every variable that reaches DIB and can shape the image
     elements_dir: Path
+    app_dir: Path | None = None  # the app baked in, when the spec says `app: true`
+    app_hash: str | None = None  # its tree hash
 
     def command(self, output_stem: Path | str) -> list[str]:
         """The disk-image-create argument list writing ``output_stem.<type>``."""
@@ -63,11 +66,16 @@ class BuildPlan:
         }
 
 
-def make_plan(spec: Spec, elements_dir: Path, environ: Mapping[str, str]) -> BuildPlan:
+def make_plan(
+    spec: Spec, elements_dir: Path, environ: Mapping[str, str], app_dir: Path | None = None
+) -> BuildPlan:
     """Resolve a spec against the caller's environment into a BuildPlan.
 
-    Raises mirrors.MirrorError when a mirror marked ``auto`` cannot be found on this host.
+    ``app_dir`` is required when the spec bakes the app. Raises mirrors.MirrorError when a
+    mirror marked ``auto`` cannot be found on this host, ValueError without ``app_dir``.
     """
+    from bake.fingerprint import tree_hash
+
     distro = distros.DISTROS[spec.distro]
     elements = [distro.element, "vm" if spec.partitioned else "baremetal", *spec.elements]
     environment = {k: v for k, v in environ.items() if k.startswith("DIB_")}
@@ -77,9 +85,18 @@ def make_plan(spec: Spec, elements_dir: Path, environ: Mapping[str, str]) -> Bui
     environment["DIB_BBQ_IMAGE_NAME"] = spec.name  # read by the bbq-base element
     environment["DIB_BBQ_IMAGE_VERSION"] = spec.version
     environment["ELEMENTS_PATH"] = str(elements_dir.resolve())
+    app_hash = None
+    if spec.app:
+        if app_dir is None or not (app_dir / "setup.cfg").is_file():
+            raise ValueError(f"{spec.name}: the spec bakes the app, but {app_dir} has none")
+        app_hash = tree_hash(app_dir)
+        environment["DIB_BBQ_RELEASE"] = wheelhouse.release_name(app_dir, app_hash)
+        environment["DIB_BBQ_WHEELHOUSE"] = str(wheelhouse.path_for(app_hash))
     return BuildPlan(
         spec=spec,
         elements=tuple(dict.fromkeys(elements)),
         environment=dict(sorted(environment.items())),
         elements_dir=elements_dir.resolve(),
+        app_dir=app_dir.resolve() if spec.app and app_dir else None,
+        app_hash=app_hash,
     )

@@ -43,8 +43,8 @@ def fp_project(project: Path) -> Path:
 
 def compute(root: Path, environ: dict | None = None) -> str:
     spec = load_spec(root / "image-specs" / "fp.yaml", [root / "elements"])
-    plan = make_plan(spec, root / "elements", {**MIRROR_ENV, **(environ or {})})
-    return fingerprint(plan, app_dir=root / "app").value
+    plan = make_plan(spec, root / "elements", {**MIRROR_ENV, **(environ or {})}, root / "app")
+    return fingerprint(plan).value
 
 
 def test_same_inputs_same_fingerprint_and_cli_agrees(fp_project):
@@ -129,7 +129,7 @@ def test_checkout_elsewhere_gives_the_same_fingerprint(fp_project, tmp_path):
 
 def test_dib_version_is_an_input(fp_project):
     spec = load_spec(fp_project / "image-specs" / "fp.yaml", [fp_project / "elements"])
-    fp = fingerprint(make_plan(spec, fp_project / "elements", MIRROR_ENV), fp_project / "app")
+    fp = fingerprint(make_plan(spec, fp_project / "elements", MIRROR_ENV, fp_project / "app"))
     assert fp.inputs["dib_version"] == metadata.version("diskimage-builder")
     assert set(fp.elements) == {"fp-top", "bbq-base"}  # ours only, DIB's by its version
 
