@@ -47,6 +47,14 @@ OPTIONS: dict[str, list[cfg.Opt]] = {
         ),
         cfg.PortOpt("socket_port", default=9999, help="Port the socket source connects to."),
         cfg.IntOpt(
+            "socket_partitions",
+            default=64,
+            min=1,
+            help="Slices the socket source cuts each micro-batch into. Spark reads one slice "
+            "in time quadratic in its size, so big batches need many slices; they are "
+            "coalesced again before storing.",
+        ),
+        cfg.IntOpt(
             "max_message_bytes",
             default=65536,
             min=16,
@@ -62,7 +70,8 @@ OPTIONS: dict[str, list[cfg.Opt]] = {
             "partitions",
             default=0,
             min=0,
-            help="Partitions each micro-batch is split into before storing (0: the source's).",
+            help="Partitions (parallel writers) each micro-batch is stored with; 0: Spark's "
+            "default parallelism (the cores of local[N], or of the cluster).",
         ),
         cfg.StrOpt(
             "spark_conf",

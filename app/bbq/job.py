@@ -16,6 +16,8 @@ standalone cluster (``spark://HOST:7077``).
 from __future__ import annotations
 
 import collections
+import concurrent.futures
+import json
 import logging
 import signal
 import sys
@@ -32,34 +34,88 @@ LOG = logging.getLogger("bbq.job")
 
 
 # -- executor side ------------------------------------------------------------------------
-def store_partition(settings: dict, max_bytes: int, batch_id: int, index: int, rows):
-    """Normalise and store one partition; yields one small dict of counts."""
+def store_rows(settings: dict, max_bytes: int, batch_id: int, index: int, rows) -> dict:
+    """Normalise and store an iterable of (value, timestamp, msgid); returns small counts.
+
+    Parsing and storing overlap: a chunk is written by a helper thread (pymongo releases
+    the GIL while it waits for the server) while the next one is being normalised.
+    """
+    started = time.monotonic()
     store = Store(**settings)
+    chunk_size = store.write_batch_size
+    new: collections.Counter = collections.Counter()
+    reasons: collections.Counter = collections.Counter()
+    dead_new = rejected = n = 0
+    pending: collections.deque = collections.deque()
+    waited = 0.0
+
+    def drain(keep: int) -> None:
+        nonlocal waited
+        while len(pending) > keep:
+            t = time.monotonic()
+            new.update(pending.popleft().result())
+            waited += time.monotonic() - t
+
     good: list[dict] = []
     dead: list[dict] = []
-    n = 0
-    for n, row in enumerate(rows, 1):
-        doc, bad = records.normalise(
-            row[0],
-            max_bytes=max_bytes,
-            received=row[1],
-            source_id=row[2],
-            position=f"{batch_id}:{index}:{n}",
-        )
-        if doc is not None:
-            good.append(doc)
-        else:
-            dead.append(bad)
-    new = store.write_packets(good)
-    new_dead = store.write_dead_letters(dead)
-    reasons = collections.Counter(d["reason"].split(":")[0] for d in dead)
-    yield {
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        for n, (value, received, msgid) in enumerate(rows, 1):
+            doc, bad = records.normalise(
+                value,
+                max_bytes=max_bytes,
+                received=received,
+                source_id=msgid,
+                position=f"{batch_id}:{index}:{n}",
+            )
+            if doc is not None:
+                good.append(doc)
+                if len(good) >= chunk_size:
+                    pending.append(pool.submit(store.write_packets, good))
+                    good = []
+                    drain(keep=1)
+            else:
+                dead.append(bad)
+        if good:
+            pending.append(pool.submit(store.write_packets, good))
+        drain(keep=0)
+    if dead:
+        dead_new = store.write_dead_letters(dead)
+        rejected = len(dead)
+        reasons.update(d["reason"].split(":")[0] for d in dead)
+    return {
         "records": n,
-        "counts": new,
-        "dead": new_dead,
-        "rejected": len(dead),
+        "counts": dict(new),
+        "dead": dead_new,
+        "rejected": rejected,
         "reasons": dict(reasons),
+        "seconds": time.monotonic() - started,
+        "waited_for_store": waited,
     }
+
+
+def store_arrow(settings: dict, max_bytes: int, batch_id: int):
+    """The ``mapInArrow`` function: Arrow record batches in, one summary row (JSON) out."""
+
+    def run(batches):
+        import pyarrow as pa
+        from pyspark import TaskContext
+
+        context = TaskContext.get()
+        index = context.partitionId() if context is not None else 0
+
+        def rows():
+            for rb in batches:
+                yield from zip(
+                    rb.column(0).to_pylist(),
+                    rb.column(1).to_pylist(),
+                    rb.column(2).to_pylist(),
+                    strict=True,
+                )
+
+        summary = store_rows(settings, max_bytes, batch_id, index, rows())
+        yield pa.RecordBatch.from_pydict({"summary": [json.dumps(summary)]})
+
+    return run
 
 
 # -- driver side --------------------------------------------------------------------------
@@ -122,18 +178,21 @@ class BatchWriter:
     def __call__(self, df, batch_id: int) -> None:
         started = time.monotonic()
         settings, max_bytes = self.settings, self.max_bytes
-        rdd = df.rdd
-        if self.partitions:
-            rdd = rdd.repartition(self.partitions)
-        parts = rdd.mapPartitionsWithIndex(
-            lambda index, rows: store_partition(settings, max_bytes, batch_id, index, rows)
-        ).collect()
+        want = self.partitions or df.sparkSession.sparkContext.defaultParallelism
+        have = df.rdd.getNumPartitions()
+        if have > want:
+            df = df.coalesce(want)  # no shuffle: merges the socket source's slices
+        elif have < want:
+            df = df.repartition(want)  # spreads a single-partition source over executors
+        result = df.mapInArrow(store_arrow(settings, max_bytes, batch_id), "summary string")
+        parts = [json.loads(row.summary) for row in result.collect()]
         n = sum(p["records"] for p in parts)
         if n == 0:
             return
         counts: collections.Counter = collections.Counter()
         reasons: collections.Counter = collections.Counter()
         dead = rejected = 0
+        slowest = max(parts, key=lambda p: p["seconds"])
         for p in parts:
             counts.update(p["counts"])
             reasons.update(p["reasons"])
@@ -156,19 +215,24 @@ class BatchWriter:
             }
         self.signaller.send(summary)
         LOG.info(
-            "batch %d: %d records, %d new packets, %d rejected %s, %.2fs",
+            "batch %d: %d records, %d new packets, %d rejected %s, %.2fs "
+            "(slowest of %d partitions: %.2fs, %.2fs of it waiting for the store)",
             batch_id,
             n,
             sum(counts.values()),
             rejected,
             dict(reasons) or "",
             time.monotonic() - started,
+            len(parts),
+            slowest["seconds"],
+            slowest["waited_for_store"],
         )
 
 
 def spark_settings(conf) -> dict[str, str]:
     settings = {
         "spark.sql.shuffle.partitions": "4",
+        "spark.ui.showConsoleProgress": "false",
         "spark.sql.streaming.forceDeleteTempCheckpointLocation": "true",
     }
     for item in filter(None, (s.strip() for s in conf.stream.spark_conf.split(","))):

@@ -248,6 +248,7 @@ def read_stream(spark: SparkSession, conf) -> DataFrame:
             .option("host", conf.stream.socket_host)
             .option("port", conf.stream.socket_port)
             .option("includeTimestamp", True)
+            .option("numPartitions", conf.stream.socket_partitions)
             .load()
         )
         return df.select("value", "timestamp", F.lit(None).cast("string").alias("msgid"))

@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""Benchmark: the streaming job's sustained events/s end to end, side by side in one run with
+
+  (a) the store's ceiling: raw ``insert_many`` of the same documents, no Spark at all, and
+  (b) a seed-style job: per batch count, cache, collect to the driver, one insert per record.
+
+Goals: bbq-stream >= 0.8x the store ceiling and >= 3x the seed-style job.
+
+Everything runs here on 127.0.0.1 (SecantusDB, bbq-rest, Spark local[2]); messages come
+through Spark's socket source from bbq-send's socket server. Needs the test venvs
+(``tools/bootstrap --tests``). Usage::
+
+    .venv/bin/python bench/bench_app.py [--events 60000] [--seed-events 15000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bbq import config, job, records, send, testing  # noqa: E402
+from bbq.store import Store  # noqa: E402
+
+from tests.fixtures.mongo import MongoServer  # noqa: E402
+from tests.fixtures.rest import RestServer  # noqa: E402
+from tests.fixtures.spark import LOOPBACK_SPARK_CONF, conf_args, spark_env  # noqa: E402
+
+SERVICES = ["web", "db", "cache", "queue", "auth"]
+
+
+def messages(n: int, prefix: str) -> list[str]:
+    return list(send.generate(n, SERVICES, prefix))
+
+
+def ceiling(mongo: MongoServer, lines: list[str], threads: int, batch: int = 1000) -> float:
+    """Raw insert_many of the normalised documents (normalised beforehand, not timed)."""
+    store = Store(mongo.url, mongo.new_database(), write_batch_size=batch)
+    docs = [records.normalise(line, max_bytes=65536)[0] for line in lines]
+    chunks = [docs[i : i + batch] for i in range(0, len(docs), batch)]
+    lock = threading.Lock()
+
+    def worker():
+        while True:
+            with lock:
+                if not chunks:
+                    return
+                chunk = chunks.pop()
+            store.packets.insert_many(chunk, ordered=False)
+
+    started = time.monotonic()
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    took = time.monotonic() - started
+    assert store.packets.count_documents({}) == len(docs)
+    return len(docs) / took
+
+
+class SeedStyle:
+    """The seed's way: count, cache, collect, then one insert per record on the driver."""
+
+    def __init__(self, store: Store, rest_url: str) -> None:
+        self.store = store
+        self.rest_url = rest_url
+        self.records = 0
+
+    def __call__(self, df, batch_id: int) -> None:
+        import requests
+
+        n = df.count()
+        if n == 0:
+            return
+        df.cache()
+        rows = df.collect()
+        counts: dict[str, int] = {}
+        for row in rows:
+            try:
+                obj = json.loads(row.value)
+                doc = {"_id": str(obj["id"]), "service": obj["service"], "value": obj["value"]}
+                self.store.packets.insert_one(doc)
+                counts[doc["service"]] = counts.get(doc["service"], 0) + 1
+            except Exception:  # the seed skipped what it could not store
+                continue
+        df.unpersist()
+        self.records += n
+        with contextlib.suppress(requests.RequestException):
+            requests.post(
+                self.rest_url + "/api/v1/batches",
+                json={
+                    "batch_id": batch_id,
+                    "time": time.time(),
+                    "counts": counts,
+                    "totals": counts,
+                },
+                timeout=5,
+            )
+
+
+def stream_rate(spark, conf, lines: list[str], make_writer) -> tuple[float, object]:
+    """Events/s from the first line sent to the last one stored, through the socket source."""
+    writer = make_writer(conf)
+    sent_at: dict[str, float] = {}
+
+    def serve():
+        def timed():
+            sent_at["first"] = time.monotonic()
+            yield from lines
+
+        send.serve_socket(conf.stream.socket_host, conf.stream.socket_port, timed(), 120, 2)
+
+    sender = threading.Thread(target=serve, daemon=True)
+    sender.start()
+    time.sleep(0.3)
+    query, _ = job.start(spark, conf, writer=writer)
+    try:
+        testing.wait_until(
+            lambda: writer.records >= len(lines), 600, interval=0.02, what="all events stored"
+        )
+        done = time.monotonic()
+        if query.exception() is not None:
+            raise RuntimeError(query.exception())
+    finally:
+        query.stop()
+        sender.join(10)
+    return len(lines) / (done - sent_at["first"]), writer
+
+
+def main() -> int:
+    import logging
+
+    if os.environ.get("BBQ_BENCH_LOG"):
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=60000)
+    parser.add_argument("--seed-events", type=int, default=15000)
+    parser.add_argument("--batch-interval", type=float, default=0.5)
+    parser.add_argument("--partitions", type=int, default=0)
+    args = parser.parse_args()
+
+    os.environ.update(spark_env())
+    work = Path(tempfile.mkdtemp(prefix="bbq-bench-"))
+    mongo = MongoServer(work / "mongo")
+    rest = RestServer(work)
+    spark = None
+    try:
+        from pyspark.sql import SparkSession
+
+        builder = SparkSession.builder.master("local[2]").appName("bbq-bench")
+        for item in LOOPBACK_SPARK_CONF.split(",") + ["spark.ui.showConsoleProgress=false"]:
+            key, _, value = item.partition("=")
+            builder = builder.config(key, value)
+        spark = builder.getOrCreate()
+        spark.sparkContext.setLogLevel("ERROR")
+
+        def conf_for(db: str):
+            return config.load(
+                conf_args(
+                    source="socket",
+                    mongo_url=mongo.url,
+                    database=db,
+                    rest_url=rest.url,
+                    stream__socket_port=testing.free_port(),
+                    stream__batch_interval=args.batch_interval,
+                    stream__partitions=args.partitions,
+                )
+            )
+
+        # Warm-up (JVM, Python workers), not counted.
+        stream_rate(spark, conf_for(mongo.new_database()), messages(3000, "warm"), job.BatchWriter)
+
+        lines = messages(args.events, "e2e")
+        results = {}
+        results["store ceiling: insert_many, 1 client thread"] = ceiling(mongo, lines, 1)
+        results["store ceiling: insert_many, 2 client threads"] = ceiling(mongo, lines, 2)
+        store_ceiling = max(results.values())
+        e2e, writer = stream_rate(spark, conf_for(mongo.new_database()), lines, job.BatchWriter)
+        assert writer.store.packets.count_documents({}) == len(lines)
+        results["bbq-stream end to end (socket, local[2])"] = e2e
+
+        seed_db = mongo.new_database()
+        seed_lines = messages(args.seed_events, "seed")
+        seed, seed_writer = stream_rate(
+            spark,
+            conf_for(seed_db),
+            seed_lines,
+            lambda conf: SeedStyle(Store(mongo.url, seed_db), rest.url),
+        )
+        assert seed_writer.store.packets.count_documents({}) == len(seed_lines)
+        results["seed-style job (count, cache, collect, insert_one)"] = seed
+
+        width = max(len(k) for k in results)
+        print(
+            f"\nevents: {args.events} (seed-style: {args.seed_events}), "
+            f"batch interval {args.batch_interval}s, cores {os.cpu_count()}"
+        )
+        for name, rate in results.items():
+            print(f"  {name:<{width}}  {rate:>9.0f} events/s")
+        r_store = e2e / store_ceiling
+        r_seed = e2e / seed
+        print(
+            f"  bbq-stream / store ceiling = {r_store:.2f}  (goal >= 0.8: "
+            f"{'met' if r_store >= 0.8 else 'NOT met'})"
+        )
+        print(
+            f"  bbq-stream / seed-style    = {r_seed:.2f}  (goal >= 3: "
+            f"{'met' if r_seed >= 3 else 'NOT met'})"
+        )
+        return 0
+    finally:
+        if spark is not None:
+            spark.stop()
+        rest.stop()
+        mongo.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
