@@ -1,0 +1,1 @@
+export DIB_BBQ_CLEANUP=${DIB_BBQ_CLEANUP:-1}
