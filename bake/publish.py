@@ -51,24 +51,27 @@ class ChecksumMismatch(PublishError):
 
 
 class HashingReader:
-    """A read-only file wrapper that hashes every byte it returns, in constant memory.
+    """A read-only view of the first ``size`` bytes of a file that hashes every byte it
+    returns, in constant memory.
 
     sha512 and md5 (what Glance computes) and, with ``expect_sha256``, sha256 (the artifact's
     SHA256SUMS) are updated by one background thread while the caller sends the chunk just
-    returned, so hashing overlaps the network. At end of file the digests are final; if the
-    sha256 differs from ``expect_sha256`` the last ``read`` raises :class:`ChecksumMismatch`
-    instead of returning ``b""``, so a chunked upload is cut off before it completes.
-    ``progress(n)`` is called after each read with the number of bytes just read.
+    returned, so hashing overlaps the network. The last chunk is hashed before it is returned:
+    if the sha256 then differs from ``expect_sha256``, or the file ends early, ``read`` raises
+    :class:`ChecksumMismatch` and the final bytes are never sent, so the upload cannot
+    complete. ``progress(n)`` is called after each read with the number of bytes just read.
     """
 
     def __init__(
         self,
         handle: BinaryIO,
+        size: int,
         progress: Callable[[int], Any] | None = None,
         expect_sha256: str | None = None,
         label: str = "data",
     ):
         self.handle = handle
+        self.size = size
         self.sha512 = hashlib.sha512()
         self.md5 = hashlib.md5(usedforsecurity=False)
         self.sha256 = hashlib.sha256() if expect_sha256 else None
@@ -78,7 +81,6 @@ class HashingReader:
         self.progress = progress
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bake-hash")
         self._pending: concurrent.futures.Future | None = None
-        self.done = False
 
     def _hash(self, data: bytes) -> None:
         self.sha512.update(data)
@@ -92,27 +94,40 @@ class HashingReader:
             self._pending = None
 
     def read(self, size: int = CHUNK) -> bytes:
-        data = self.handle.read(size if size and size > 0 else CHUNK)
+        want = min(size if size and size > 0 else CHUNK, self.size - self.bytes)
+        data = self.handle.read(want) if want > 0 else b""
         self._wait()  # at most one chunk being hashed: memory stays at two chunks
-        if data:
-            self._pending = self._pool.submit(self._hash, data)
-            self.bytes += len(data)
-            if self.progress is not None:
-                self.progress(len(data))
+        if self.bytes < self.size and len(data) < want:
+            self.close()
+            raise ChecksumMismatch(
+                f"{self.label}: file ended at byte {self.bytes + len(data)} of {self.size}"
+            )
+        if not data:
+            self.close()
+            self._check()
             return data
-        self.close()
+        self.bytes += len(data)
+        if self.bytes == self.size:  # the last chunk: check before letting it go
+            self._hash(data)
+            self.close()
+            self._check()
+        else:
+            self._pending = self._pool.submit(self._hash, data)
+        if self.progress is not None:
+            self.progress(len(data))
+        return data
+
+    def _check(self) -> None:
         if self.sha256 is not None and self.sha256.hexdigest() != self.expect_sha256:
             raise ChecksumMismatch(
                 f"artifact fails its checksums: {self.label}: sha256 {self.sha256.hexdigest()} "
                 f"does not match {CHECKSUMS} ({self.expect_sha256})"
             )
-        return data
 
     def close(self) -> None:
         """Finish hashing what was read; the digests are final afterwards."""
         self._wait()
         self._pool.shutdown(wait=True)
-        self.done = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,7 +294,7 @@ def _upload(
             if on_read is not None:
                 on_read(reader.bytes)
 
-        reader = HashingReader(handle, report, expect_sha256, label=str(path))
+        reader = HashingReader(handle, size, report, expect_sha256, label=str(path))
         try:
             glance.upload(image["id"], reader, size)
         finally:
@@ -313,6 +328,9 @@ def _cleanup(glance: g.Glance, image_id: str, cause: BaseException) -> BaseExcep
         reason = f"upload failed: {g.describe(cause)}"
     try:
         deleted = glance.delete(image_id, seconds=glance.retry.cleanup_seconds)
+        if _still_there(glance, image_id):  # an aborted upload finishing late: once more
+            time.sleep(1)
+            deleted = glance.delete(image_id, seconds=glance.retry.cleanup_seconds) or deleted
         outcome = f"image {image_id} deleted" if deleted else f"image {image_id} already gone"
     except KeyboardInterrupt:
         outcome = f"image {image_id} NOT deleted (interrupted again): delete it by hand"
@@ -322,6 +340,15 @@ def _cleanup(glance: g.Glance, image_id: str, cause: BaseException) -> BaseExcep
     if isinstance(cause, KeyboardInterrupt):
         return Interrupted(message)
     return PublishError(message)
+
+
+def _still_there(glance: g.Glance, image_id: str) -> bool:
+    try:
+        return glance.get(image_id).get("status") != "deleted"
+    except g.GlanceError as exc:
+        if "404" in str(exc):
+            return False
+        raise
 
 
 class Interrupted(KeyboardInterrupt):

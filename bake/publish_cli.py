@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -121,17 +122,27 @@ def _retry(args: argparse.Namespace) -> g.RetryPolicy:
 def run_publish(args: argparse.Namespace, artifact: Artifact) -> int:
     """Publish one artifact; print what happened on one line."""
     cloud = _connect(args)
+    caught: list[int] = []
+
+    def interrupt(signum: int, _frame: Any) -> None:
+        caught.append(signum)
+        raise KeyboardInterrupt  # publish deletes the half-made image, then re-raises
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         result = pub.publish(
             artifact, cloud, retry=_retry(args), progress=getattr(args, "progress", None)
         )
     except pub.Interrupted as exc:
-        print(f"bake: {artifact.name}: {exc}", file=sys.stderr)
-        return 130
+        signum = caught[0] if caught else signal.SIGINT
+        print(f"error: {artifact.name}: {exc} ({signal.Signals(signum).name})", file=sys.stderr)
+        return 128 + signum
     except (pub.PublishError, g.GlanceError) as exc:
         raise CommandError(f"{artifact.name}: {exc}", EXIT_FAILED) from None
     except auth.AuthError as exc:
         raise CommandError(str(exc), EXIT_BAD_INPUT) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     for leftover in result.removed_leftovers:
         print(f"bake: {artifact.name}: removed leftover image {leftover}", file=sys.stderr)
     if not result.uploaded:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import datetime
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -192,4 +194,33 @@ def test_bad_input_is_one_line_and_nonzero(case, make_artifact, openstack, tmp_p
     assert result.stdout == ""
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert result.stderr.startswith("error: ") and expected in result.stderr
+    assert images_with(glance_client, artifact.fingerprint) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_mid_upload_deletes_image(signum, make_artifact, openstack, cli_env, glance_client):
+    artifact = make_artifact(mib=160)
+    store_dir = openstack.dir / "glance" / "images"
+    before = set(store_dir.iterdir())
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("OS_", "DIB_"))}
+    proc = subprocess.Popen(
+        [str(BAKE), "publish", str(artifact.path), "--os-cloud", CLOUD_NAME],
+        cwd=REPO,
+        env={**base, **cli_env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        receiving = [p for p in set(store_dir.iterdir()) - before if p.stat().st_size > 0]
+        if receiving:  # Glance is writing our data: the upload is under way
+            proc.send_signal(signum)
+            break
+        time.sleep(0.01)
+    stdout, stderr = proc.communicate(timeout=120)
+
+    assert proc.returncode == 128 + signum, stderr
+    assert stdout == "" and len(stderr.splitlines()) == 1, stderr
+    assert "interrupted; image" in stderr and "deleted" in stderr
     assert images_with(glance_client, artifact.fingerprint) == []

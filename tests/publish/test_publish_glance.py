@@ -166,7 +166,7 @@ def test_verify_upload_rejects_hash_mismatch(make_artifact, cloud, glance_client
     other = tmp_path / "other"
     other.write_bytes(os.urandom(path.stat().st_size))  # same size, different bytes
     with open(other, "rb") as handle:
-        reader = pub.HashingReader(handle)
+        reader = pub.HashingReader(handle, path.stat().st_size)
         while reader.read(1024 * 1024):
             pass
 
