@@ -5,9 +5,6 @@ export DIB_SPARK_VERSION=${DIB_SPARK_VERSION:-4.3.0}
 export DIB_SPARK_SOURCE=${DIB_SPARK_SOURCE:-pypi}
 export DIB_SPARK_SHA256=${DIB_SPARK_SHA256:-e8c517948eff7088a7aa07449aa8eafa4a15a8d50319de2525a6fd26622476c6}
 export DIB_SPARK_URL=${DIB_SPARK_URL:-}
-# py4j, which Spark's launcher puts on the Python path as python/lib/py4j-VERSION-src.zip.
-export DIB_SPARK_PY4J_VERSION=${DIB_SPARK_PY4J_VERSION:-0.10.9.9}
-export DIB_SPARK_PY4J_SHA256=${DIB_SPARK_PY4J_SHA256:-c7c26e4158defb37b0bb124933163641a2ff6e3a3913f7811b0ddbe07ed61533}
 # How the host runs pip to fetch the pypi source (it never runs inside the image).
 export DIB_SPARK_PIP=${DIB_SPARK_PIP:-python3 -m pip}
 # Standalone cluster services, installed always, enabled only when set to 1.
