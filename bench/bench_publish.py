@@ -87,8 +87,9 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
-def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Run ``cmd``; return (wall seconds, peak RSS in MB, stdout); exit on failure.
+def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, str]:
+    """Run ``cmd``; return (wall seconds, peak RSS in MB, CPU seconds, stdout); exit on
+    failure.
 
     Peak RSS is the child's own VmHWM, sampled every 20 ms until it exits (``wait4``'s
     ru_maxrss would include the memory of this benchmark process it was forked from).
@@ -97,16 +98,21 @@ def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
         started = time.monotonic()
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
         peak = 0.0
-        while proc.poll() is None:
+        while True:
             peak = max(peak, peak_rss_mb(proc.pid) or 0.0)
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
             time.sleep(0.02)
         seconds = time.monotonic() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        cpu = usage.ru_utime + usage.ru_stime
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode(), err.read().decode()
     if proc.returncode != 0:
         sys.exit(f"bench: {' '.join(cmd[:2])} failed ({proc.returncode}):\n{stderr[-2000:]}")
-    return seconds, peak, stdout
+    return seconds, peak, cpu, stdout
 
 
 def main() -> int:
@@ -144,17 +150,21 @@ def main() -> int:
             "--file",
             str(image),
         ]
-        results: dict[str, list[tuple[float, float]]] = {"bake publish": [], "glance cli": []}
+        results: dict[str, list[tuple[float, float, float]]] = {
+            "bake publish": [],
+            "glance cli": [],
+        }
         for round_no in range(args.rounds):
             order = [("bake publish", bake_cmd), ("glance cli", glance_cmd)]
             if round_no % 2:
                 order.reverse()
             for label, cmd in order:
-                seconds, rss, _ = run(cmd, env)
-                results[label].append((seconds, rss))
+                seconds, rss, cpu, _ = run(cmd, env)
+                results[label].append((seconds, rss, cpu))
                 print(
                     f"round {round_no + 1} {label:13s} {seconds:6.2f} s "
-                    f"{size / 2**20 / seconds:7.1f} MiB/s  peak RSS {rss:6.1f} MB",
+                    f"{size / 2**20 / seconds:7.1f} MiB/s  peak RSS {rss:6.1f} MB  "
+                    f"client CPU {cpu:5.1f} s  load {os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
                 for img in list(glance.images.list()):
@@ -162,15 +172,16 @@ def main() -> int:
         print()
         medians = {}
         for label, runs in results.items():
-            secs = statistics.median(s for s, _ in runs)
+            secs = statistics.median(r[0] for r in runs)
             medians[label] = secs
-            peak = max(r for _, r in runs)
+            peak = max(r[1] for r in runs)
+            cpu = statistics.median(r[2] for r in runs)
             print(
                 f"{label:13s} median {secs:6.2f} s = {size / 2**20 / secs:7.1f} MiB/s, "
-                f"max peak RSS {peak:6.1f} MB"
+                f"max peak RSS {peak:6.1f} MB, median client CPU {cpu:5.1f} s"
             )
         ratio = medians["glance cli"] / medians["bake publish"]
-        bake_rss = max(r for _, r in results["bake publish"])
+        bake_rss = max(r[1] for r in results["bake publish"])
         print(f"throughput ratio bake/glance: {ratio:.2f}x (goal >= 1.0)")
         print(f"bake publish peak RSS: {bake_rss:.1f} MB (goal <= 100 MB)")
     finally:
