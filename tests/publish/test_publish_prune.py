@@ -69,6 +69,19 @@ def test_prune_deactivate_instead_of_delete(make_artifact, cloud, fake_nova):
     assert again.pruned == []
 
 
+def test_prune_refuses_when_nova_cannot_answer(make_artifact, cloud, fake_nova):
+    name = f"bbq-n{uuid.uuid4().hex[:8]}"
+    ids = _publish_versions(make_artifact, cloud, name, ["1", "2"])
+    glance = g.Glance(cloud)
+    fake_nova.fail_with = 500
+    try:
+        with pytest.raises(pr.PruneError, match="cannot ask Nova .* nothing pruned"):
+            pr.prune(glance, name, keep=1)
+    finally:
+        fake_nova.fail_with = None
+    assert {r.id for r in pr.list_images(glance, name)} == set(ids)
+
+
 def test_prune_refuses_keep_zero(cloud):
     with pytest.raises(pr.PruneError, match="at least 1"):
         pr.prune(g.Glance(cloud), "anything", keep=0)
