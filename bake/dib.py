@@ -224,6 +224,15 @@ def processes_under(directory: Path) -> list[int]:
     return found
 
 
+def unmount_all(directory: Path) -> list[str]:
+    """Unmount everything at or below ``directory``, deepest first; return what was."""
+    points = mounts_under(directory)
+    for point in points:
+        if subprocess.run(["umount", point], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "--lazy", point], capture_output=True)
+    return points
+
+
 def release_build_dir(directory: Path) -> list[str]:
     """Undo what a build left under ``directory``: processes, mounts, loop devices.
 
@@ -238,10 +247,7 @@ def release_build_dir(directory: Path) -> list[str]:
             released.append(f"process {pid}")
         except ProcessLookupError:
             pass
-    for point in mounts_under(directory):
-        if subprocess.run(["umount", point], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "--lazy", point], capture_output=True)
-        released.append(f"mount {point}")
+    released += [f"mount {point}" for point in unmount_all(directory)]
     for device in loops_under(directory):
         if Path("/dev/mapper/control").exists() and shutil.which("kpartx"):
             subprocess.run(["kpartx", "-d", device], capture_output=True)

@@ -261,11 +261,9 @@ def _stop(process: subprocess.Popen, grace: float = 30) -> None:
 
 def _release(root: Path) -> None:
     """Unmount the instance's root (overlay) and anything left below it; remove a copy."""
-    from bake.dib import mounts_under
+    from bake.dib import unmount_all
 
-    for point in mounts_under(root):
-        if subprocess.run(["umount", point], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "--lazy", point], capture_output=True)
+    unmount_all(root)
     shutil.rmtree(root, ignore_errors=True)
 
 
