@@ -48,7 +48,7 @@ OPTIONS: dict[str, list[cfg.Opt]] = {
         cfg.PortOpt("socket_port", default=9999, help="Port the socket source connects to."),
         cfg.IntOpt(
             "socket_partitions",
-            default=64,
+            default=256,
             min=1,
             help="Slices the socket source cuts each micro-batch into. Spark reads one slice "
             "in time quadratic in its size, so big batches need many slices; they are "

@@ -9,7 +9,7 @@ standalone cluster (``spark://HOST:7077``).
 
 >>> conf = config.load(["--config-file", "/etc/bbq/bbq.conf"])
 >>> spark = build_spark(conf)
->>> query = start(spark, conf)
+>>> query, writer = start(spark, conf)
 >>> query.awaitTermination()
 """
 
