@@ -131,12 +131,12 @@ def test_dib_version_is_an_input(fp_project):
     spec = load_spec(fp_project / "image-specs" / "fp.yaml", [fp_project / "elements"])
     fp = fingerprint(make_plan(spec, fp_project / "elements", MIRROR_ENV, fp_project / "app"))
     assert fp.inputs["dib_version"] == metadata.version("diskimage-builder")
-    assert set(fp.elements) == {"fp-top", "bbq-base"}  # ours only, DIB's by its version
+    assert set(fp.elements) == {"fp-top", "bbq-base", "bbq-cleanup"}  # ours; DIB's: version
 
 
 def test_our_elements_follow_deps_and_skip_dibs(fp_project):
     names = our_elements(["debian-minimal", "fp-top"], fp_project / "elements")
-    assert names == ["bbq-base", "fp-top"]
+    assert names == ["bbq-base", "bbq-cleanup", "fp-top"]
 
 
 def test_tree_hash_sees_symlinks(tmp_path):
