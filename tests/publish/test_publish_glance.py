@@ -193,3 +193,19 @@ def test_checksums_file_without_the_image_sends_nothing(make_artifact, cloud, gl
     with pytest.raises(pub.PublishError, match="SHA256SUMS does not list"):
         pub.publish(artifact, cloud)
     assert images_with(glance_client, artifact.fingerprint) == []
+
+
+def test_glance_down_at_start_is_retried(make_artifact, cloud, glance_client, openstack, caplog):
+    artifact = make_artifact()
+    openstack.kill_glance()
+    restart = threading.Timer(2.0, openstack.start_glance)
+    restart.start()
+    try:
+        with caplog.at_level("WARNING", logger="bake.glance"):
+            result = pub.publish(artifact, cloud, retry=g.RetryPolicy(seconds=60))
+    finally:
+        restart.join()
+
+    assert result.uploaded
+    assert any("retrying in" in r.getMessage() for r in caplog.records)  # tenacity backed off
+    assert [i["status"] for i in images_with(glance_client, artifact.fingerprint)] == ["active"]
