@@ -107,6 +107,14 @@ OPTIONS: dict[str, list[cfg.Opt]] = {
             help="Messages per claim request (the server's max_messages_per_claim_or_pop).",
         ),
         cfg.IntOpt(
+            "delete_ids_per_request",
+            default=50,
+            min=1,
+            help="Message ids per bulk delete. They travel in the URL: keep the request line "
+            "within the server's limit (gunicorn's default is 4094 bytes; a refused delete "
+            "leaves messages claimed, to come back when the claim expires).",
+        ),
+        cfg.IntOpt(
             "post_max_messages",
             default=1000,
             min=1,

@@ -31,7 +31,6 @@ from pyspark.sql.datasource import DataSource, SimpleDataSourceStreamReader
 LOG = logging.getLogger(__name__)
 
 SCHEMA = "value string, timestamp timestamp, msgid string"
-DELETE_CHUNK = 500  # ids per bulk delete request (they travel in the URL)
 
 
 def zaqar_client(url: str, project_id: str = "", auth: dict | None = None, session=None):
@@ -76,6 +75,7 @@ class ZaqarStreamReader(SimpleDataSourceStreamReader):
         self.claim_grace = int(options.get("claim_grace", 60))
         self.claim_limit = int(options.get("claim_limit", 1000))
         self.max_batch = int(options.get("max_batch_messages", 20000))
+        self.delete_chunk = int(options.get("delete_ids_per_request", 50))
         self.claims_file = options.get("claims_file") or ""
         self._queue = None
         self._pending: dict[int, list[tuple[str, list[str]]]] = {}
@@ -110,8 +110,8 @@ class ZaqarStreamReader(SimpleDataSourceStreamReader):
         return rows, claims
 
     def _delete(self, ids: list[str]) -> None:
-        for start in range(0, len(ids), DELETE_CHUNK):
-            self.queue.delete_messages(*ids[start : start + DELETE_CHUNK])
+        for start in range(0, len(ids), self.delete_chunk):
+            self.queue.delete_messages(*ids[start : start + self.delete_chunk])
 
     # -- claims a crashed run left behind ------------------------------------------------
     def _save_claims(self) -> None:
@@ -180,7 +180,8 @@ class ZaqarStreamReader(SimpleDataSourceStreamReader):
 
 class ZaqarDataSource(DataSource):
     """``spark.readStream.format("zaqar")``; options: url, queue, project_id, auth (JSON),
-    claim_ttl, claim_grace, claim_limit, max_batch_messages, claims_file."""
+    claim_ttl, claim_grace, claim_limit, delete_ids_per_request, max_batch_messages,
+    claims_file."""
 
     @classmethod
     def name(cls) -> str:
@@ -203,27 +204,14 @@ def zaqar_options(conf, claims_file: str = "") -> dict[str, str]:
     group = conf[ZAQAR_AUTH_GROUP]
     auth = {}
     if group.auth_type:
+        from keystoneauth1 import loading as ks_loading
+
+        # Loading registers the plugin's own options (username, ...) so they can be read.
+        ks_loading.load_auth_from_conf_options(conf, ZAQAR_AUTH_GROUP)
         auth = {"auth_type": group.auth_type}
-        for name in (
-            "auth_url",
-            "username",
-            "password",
-            "project_name",
-            "project_id",
-            "user_domain_id",
-            "user_domain_name",
-            "project_domain_id",
-            "project_domain_name",
-            "user_id",
-            "system_scope",
-            "domain_id",
-            "domain_name",
-            "trust_id",
-            "timeout",
-            "insecure",
-            "cafile",
-        ):
-            value = getattr(group, name, None)
+        names = [o.dest for o in ks_loading.get_auth_plugin_conf_options(group.auth_type)]
+        for name in [*names, "timeout", "insecure", "cafile"]:
+            value = group[name]
             if value not in (None, ""):
                 auth[name] = value
     return {
@@ -234,6 +222,7 @@ def zaqar_options(conf, claims_file: str = "") -> dict[str, str]:
         "claim_ttl": str(conf.zaqar.claim_ttl),
         "claim_grace": str(conf.zaqar.claim_grace),
         "claim_limit": str(conf.zaqar.claim_limit),
+        "delete_ids_per_request": str(conf.zaqar.delete_ids_per_request),
         "max_batch_messages": str(conf.stream.max_batch_messages),
         "claims_file": claims_file,
     }

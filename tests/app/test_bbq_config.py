@@ -1,5 +1,6 @@
 """The options table, the sample config and its generator."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -78,3 +79,27 @@ def test_keystone_session_from_the_auth_group(tmp_path):
     assert session is not None
     assert session.auth.auth_url == "http://127.0.0.1:5000/v3"
     assert session.timeout == 7
+
+
+def test_zaqar_source_options_carry_the_keystone_auth(tmp_path):
+    from bbq import sources
+
+    conf_file = tmp_path / "bbq.conf"
+    conf_file.write_text(
+        "[zaqar]\nurl = http://127.0.0.1:8888\nqueue = q1\n"
+        "[zaqar_auth]\nauth_type = password\nauth_url = http://127.0.0.1:5000/v3\n"
+        "username = bbq\npassword = secret\nproject_name = bbq\n"
+        "user_domain_id = default\nproject_domain_id = default\n"
+    )
+    conf = config.load(["--config-file", str(conf_file)])
+    options = sources.zaqar_options(conf)
+    assert (options["url"], options["queue"]) == ("http://127.0.0.1:8888", "q1")
+    auth = json.loads(options["auth"])
+    assert auth["auth_type"] == "password" and auth["username"] == "bbq"
+    # The source's reader builds its keystoneauth1 session from these plain options.
+    session = sources.keystone_session_from_options(auth)
+    assert session.auth.auth_url == "http://127.0.0.1:5000/v3"
+    assert session.auth._username == "bbq"
+    # Without auth_type the source uses Zaqar's noauth with the configured project.
+    conf = config.load(["--config-file", "/dev/null"])
+    assert json.loads(sources.zaqar_options(conf)["auth"]) == {}
