@@ -158,6 +158,9 @@ def _prepare(root: Path, name: str, port: int, workdir: Path) -> tuple[Path, Pat
     (dot_ssh / "authorized_keys").write_text(Path(f"{key}.pub").read_text())
     os.chmod(dot_ssh / "authorized_keys", 0o600)
     (root / "etc" / "hostname").write_text(f"{name}\n")
+    hosts = root / "etc" / "hosts"  # the instance's own name resolves, as on a cloud
+    existing = hosts.read_text() if hosts.exists() else "127.0.0.1 localhost\n"
+    hosts.write_text(existing + f"127.0.1.1 {name}\n")
     systemd = root / "etc" / "systemd" / "system"
     systemd.mkdir(parents=True, exist_ok=True)
     for unit in CONTAINER_MASKED_UNITS:
