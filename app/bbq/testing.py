@@ -28,6 +28,7 @@ def free_port() -> int:
 
 def start(argv: list[str], log_path: str | Path, env: dict | None = None, **kw):
     """Start a server in its own process group, its output appended to ``log_path``."""
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")  # closed by stop()
     proc = subprocess.Popen(
         argv,

@@ -2,12 +2,12 @@
 SecantusDB, Zaqar on Redis, the REST service over HTTP, and the page in Chromium."""
 
 import json
-import subprocess
 
 import pytest
 from bbq import config, job, testing
 from bbq.store import Store
 
+from tests.app.helpers import send, wait_stored
 from tests.fixtures.rest import bbq_command
 from tests.fixtures.spark import conf_args
 
@@ -19,26 +19,6 @@ def expected_counts(n, services=SERVICES):
     for i in range(n):
         counts[services[i % len(services)]] = counts.get(services[i % len(services)], 0) + 1
     return counts
-
-
-def send(args, *more, check=True, input=None):
-    return subprocess.run(
-        [bbq_command("bbq-send"), *args, *more],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=check,
-        input=input,
-    )
-
-
-def wait_stored(store, n, timeout=120):
-    return testing.wait_until(
-        lambda: store.packets.count_documents({}) >= n and store.packets.count_documents({}),
-        timeout,
-        interval=0.5,
-        what=f"{n} documents in MongoDB",
-    )
 
 
 def zaqar_args(zaqar_server, queue, **more):
