@@ -216,6 +216,17 @@ class Glance:
     def get(self, image_id: str) -> Any:
         return self.call(f"reading image {image_id}", self.client.images.get, image_id)
 
+    def status(self, image_id: str) -> str | None:
+        """The image's status, or None if Glance no longer has it."""
+
+        def attempt() -> str | None:
+            try:
+                return self.client.images.get(image_id).get("status")
+            except glance_exc.HTTPNotFound:
+                return None
+
+        return self.call(f"reading image {image_id}", attempt)
+
     def create(self, properties: dict[str, Any]) -> Any:
         return self.call("creating the image record", self.client.images.create, **properties)
 

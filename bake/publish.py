@@ -41,6 +41,7 @@ from bake.artifacts import CHECKSUMS, Artifact, parse_checksums
 from bake.auth import AuthError, Cloud
 
 CHUNK = 1024 * 1024
+SETTLE_SECONDS = 5.0  # how long Glance may take to notice an aborted upload
 LOG = logging.getLogger(__name__)
 
 
@@ -339,10 +340,7 @@ def _cleanup(glance: g.Glance, image_id: str, cause: BaseException) -> BaseExcep
     else:
         reason = f"upload failed: {g.describe(cause)}"
     try:
-        deleted = glance.delete(image_id, seconds=glance.retry.cleanup_seconds)
-        if _still_there(glance, image_id):  # an aborted upload finishing late: once more
-            time.sleep(1)
-            deleted = glance.delete(image_id, seconds=glance.retry.cleanup_seconds) or deleted
+        deleted = delete_half_made(glance, image_id)
         outcome = f"image {image_id} deleted" if deleted else f"image {image_id} already gone"
     except KeyboardInterrupt:
         outcome = f"image {image_id} NOT deleted (interrupted again): delete it by hand"
@@ -354,13 +352,26 @@ def _cleanup(glance: g.Glance, image_id: str, cause: BaseException) -> BaseExcep
     return PublishError(message)
 
 
-def _still_there(glance: g.Glance, image_id: str) -> bool:
-    try:
-        return glance.get(image_id).get("status") != "deleted"
-    except g.GlanceError as exc:
-        if "404" in str(exc):
-            return False
-        raise
+def delete_half_made(glance: g.Glance, image_id: str, settle: float = SETTLE_SECONDS) -> bool:
+    """Delete an image whose upload failed; False if Glance no longer had it.
+
+    Glance, still handling an aborted upload, sets the image back to ``queued`` when it notices
+    the broken stream, and for an admin that can bring back an image deleted a moment before.
+    So: wait (up to ``settle`` seconds) for the image to leave ``saving``, delete it, and
+    delete it again should it come back.
+    """
+    deadline = time.monotonic() + settle
+    while (status := glance.status(image_id)) == "saving" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if status is None:
+        return False
+    deleted = glance.delete(image_id, seconds=glance.retry.cleanup_seconds)
+    for _ in range(3):
+        time.sleep(0.5)
+        if glance.status(image_id) in (None, "deleted"):
+            break
+        glance.delete(image_id, seconds=glance.retry.cleanup_seconds)
+    return deleted
 
 
 class Interrupted(KeyboardInterrupt):
