@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shlex
 
+import pytest
+
 from bake import build
 from bake.artifacts import Store
 from tests.bake.conftest import MIRROR_ENV, REPO, run_bake
@@ -92,3 +94,17 @@ def test_missing_spec_file_is_a_clear_error(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == "error: image-specs/nope.yaml: file not found"
     assert not any(Store(tmp_path).artifacts())
+
+
+@pytest.mark.parametrize(
+    "spec", sorted(p.name for p in (REPO / "image-specs").glob("*.yaml")), ids=str
+)
+def test_every_project_spec_dry_runs(spec):
+    """Every spec resolves to a disk-image-create command, the ones that cannot be built
+    here (datastore: MongoDB's repository does not answer) included."""
+    result = run_bake("build", f"image-specs/{spec}", "--plain", "--dry-run", env=MIRROR_ENV)
+    assert result.returncode == 0, result.stderr
+    command = shlex.split(result.stdout.splitlines()[-1])
+    assert command[0] == "disk-image-create" and command[-1] != "baremetal"
+    if "app: true" in (REPO / "image-specs" / spec).read_text():
+        assert "DIB_BBQ_RELEASE=0.1.0-" in result.stdout
