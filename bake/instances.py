@@ -208,10 +208,13 @@ def boot(
     ssh_port: int | None = None,
     timeout: float = BOOT_TIMEOUT,
     bind: Sequence[tuple[Path, str]] = (),
+    files: Mapping[str, str] = {},
 ) -> Iterator[Instance]:
     """Boot an instance of an unpacked image root filesystem (read-only); stop it after.
 
-    ``bind`` are (host path, instance path) pairs mounted read-only into the instance.
+    ``bind`` are (host path, instance path) pairs mounted read-only into the instance;
+    ``files`` maps absolute paths in the instance to contents written before it boots
+    (like cloud-init's write_files), e.g. a config file giving its services their ports.
     """
     if not shutil.which("systemd-nspawn"):
         raise InstanceError("systemd-nspawn is not installed: run tools/bootstrap --tests")
@@ -221,6 +224,10 @@ def boot(
     process = None
     try:
         key, known_hosts = _prepare(root, name, port, workdir)
+        for path, content in files.items():
+            target = root / path.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content)
         console_log = workdir / "console.log"
         command = [
             "systemd-nspawn",
