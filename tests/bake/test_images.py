@@ -7,21 +7,13 @@ import json
 
 import pytest
 
-from bake.artifacts import Artifact
-from tests.bake.conftest import run_bake
-
 pytestmark = pytest.mark.slow
-BUILD_TIMEOUT = 2400
 
 
 @pytest.mark.parametrize("name", ["rest", "spark"])
-def test_image_is_built_booted_and_passes_its_smoke_checks(name, tmp_path):
-    spec = f"image-specs/{name}.yaml"
-    store = tmp_path / "store"
-    result = run_bake("build", spec, "--plain", "--output", str(store), timeout=BUILD_TIMEOUT)
-    assert result.returncode == 0, result.stderr[-5000:]
-    fingerprint = run_bake("fingerprint", spec, "--plain").stdout.strip()
-    artifact = Artifact.load(store / f"bbq-{name}" / fingerprint)
+def test_image_is_built_booted_and_passes_its_smoke_checks(name, request):
+    artifact = request.getfixturevalue(f"{name}_artifact")
+    assert artifact.name == f"bbq-{name}"
     assert artifact.manifest["status"] == "good"
     assert artifact.manifest["app"]  # the app source hash: the app is baked in
     report = json.loads((artifact.path / "smoke-report.json").read_text())
