@@ -4,6 +4,7 @@ the real Keystone + Glance: output, exit codes, and one-line errors for bad inpu
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 
 from bake.artifacts import Store
 from bake.spec import load_spec
-from tests.fixtures.openstack import CLOUD_NAME, free_port
+from tests.fixtures.openstack import ADMIN_PASSWORD, CLOUD_NAME, free_port
 from tests.publish.conftest import make_qcow2
 from tests.publish.helpers import images_with
 
@@ -62,6 +63,33 @@ def test_publish_command_and_again(make_artifact, cli_env, glance_client):
     assert second.returncode == 0, second.stderr
     assert f"already published as image {image_id}" in second.stdout
     assert "nothing sent" in second.stdout
+
+    args = ("images", "--spec", artifact.name, "--json", "--os-cloud", CLOUD_NAME)
+    listed = bake(*args, env=cli_env)
+    assert listed.returncode == 0, listed.stderr
+    [row] = json.loads(listed.stdout)
+    assert (row["id"], row["fingerprint"], row["status"]) == (
+        image_id,
+        artifact.fingerprint,
+        "active",
+    )
+    assert row["size"] == artifact.image_file()[0].stat().st_size
+
+
+def test_publish_with_oslo_config_file(make_artifact, openstack, tmp_path, glance_client):
+    artifact = make_artifact(mib=1)
+    conf = tmp_path / "bake.conf"
+    conf.write_text(
+        "[keystone]\nauth_type = password\n"
+        f"auth_url = {openstack.auth_url}\nusername = admin\npassword = {ADMIN_PASSWORD}\n"
+        "project_name = admin\nuser_domain_name = Default\nproject_domain_name = Default\n"
+        "region_name = RegionOne\nvalid_interfaces = internal\n"
+    )
+
+    result = bake("publish", str(artifact.path), "--config-file", str(conf), env={})
+
+    assert result.returncode == 0, result.stderr
+    assert [i["status"] for i in images_with(glance_client, artifact.fingerprint)] == ["active"]
 
 
 def test_publish_with_os_environment_and_progress(make_artifact, openstack, glance_client):
