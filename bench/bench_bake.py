@@ -3,8 +3,8 @@
 Measures, side by side on the same host and warm download cache:
   1. a no-op rebake (artifact already complete) vs a cold bake of the same spec
      (goal: no-op <= 2 s);
-  2. `bake build` vs bare `disk-image-create` with the same elements, environment and
-     output types (goal: <= 1.05x), alternating the two for --rounds rounds.
+  2. `bake build --no-test` vs bare `disk-image-create` with the same elements,
+     environment and output types (goal: <= 1.05x), alternating the two for --rounds rounds.
 
 Usage: .venv/bin/python bench/bench_bake.py [--spec image-specs/base.yaml] [--rounds 1]
 Prints a table of timings and the ratios. Takes several minutes per round (real builds).
