@@ -42,6 +42,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+import fabric
+import invoke
+
 from bake import fingerprint, wheelhouse
 
 ROOT = "/opt/bbq"
@@ -181,13 +184,12 @@ class _AcceptNew:
 
 def connect(target: Target, ssh: SshOptions = SshOptions()):
     """A Fabric Connection to ``target`` that checks its host key against ``ssh.known_hosts``."""
-    from fabric import Config, Connection
-
-    config = Config(overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": True}})
+    overrides = {"load_ssh_configs": False, "run": {"hide": True, "warn": True}}
+    config = fabric.Config(overrides=overrides)
     kwargs: dict = {"allow_agent": not ssh.key_files, "look_for_keys": not ssh.key_files}
     if ssh.key_files:
         kwargs["key_filename"] = [str(k) for k in ssh.key_files]
-    connection = Connection(
+    connection = fabric.Connection(
         target.host,
         user=target.user,
         port=target.port,
@@ -710,3 +712,111 @@ def _guarded(action: Callable[[Target], HostResult]) -> Callable[[Target], HostR
 def failed(results: Iterable[HostResult]) -> list[HostResult]:
     """The results that count as failures (failed, rolled back, or skipped)."""
     return [r for r in results if r.result in (FAILED, ROLLED_BACK, SKIPPED)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Behind fabfile.py: one entry point per task, and the executor that hands a task all hosts
+
+
+ACTIONS = ("deploy", "rollback", "status", "restart", "releases")
+
+
+def run_task(
+    action: str,
+    hosts: str | None = None,
+    role: str | None = None,
+    image: str | None = None,
+    network: str | None = None,
+    os_cloud: str | None = None,
+    user: str = "root",
+    known_hosts: str = "~/.ssh/known_hosts",
+    key: Sequence[str] = (),
+    accept_new_host_keys: bool = False,
+    batch: int = 1,
+    max_fail: int = 0,
+    app: str = "app",
+    keep: int = DEFAULT_KEEP,
+    mode: str = "clone",
+    health_timeout: float = HEALTH_TIMEOUT,
+) -> list[HostResult]:
+    """Run one fab task over its hosts (``-H`` list, else Nova by role/image); print the table.
+
+    Raises DeployError for bad input (before any host is touched) and for failed hosts
+    (after the table), so that ``fab`` exits non-zero with one line.
+    """
+    from bake import inventory
+
+    if action not in ACTIONS:
+        raise DeployError(f"unknown action {action!r} (one of {', '.join(ACTIONS)})")
+    if mode not in MODES:
+        raise DeployError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if keep < 2:
+        raise DeployError(f"--keep must be at least 2 (current and its rollback), not {keep}")
+    keys = tuple(Path(k).expanduser() for k in key)
+    for path in keys:
+        if not path.is_file():
+            raise DeployError(f"--key {path}: no such file")
+    ssh = SshOptions(Path(known_hosts), keys, accept_new_host_keys)
+    if hosts:
+        targets = inventory.parse_hosts(hosts, user)
+    else:
+        from bake import auth
+
+        try:
+            cloud = auth.connect(cloud=os_cloud)
+        except auth.AuthError as exc:
+            raise DeployError(str(exc)) from None
+        targets = inventory.from_nova(cloud, role=role, image=image, network=network, user=user)
+    build = build_wheelhouse(Path(app)) if action == "deploy" else None
+
+    def act(target: Target) -> HostResult:
+        with connect(target, ssh) as c:
+            if build is not None:
+                return deploy_host(c, build, keep, mode, health_timeout, target.label)
+            if action == "rollback":
+                return rollback_host(c, health_timeout, target.label)
+            if action == "restart":
+                return restart_host(c, health_timeout, target.label)
+            if action == "status":
+                return status_host(c, target.label)
+            start = time.monotonic()
+            marked = releases_host(c, target.label)
+            current = next((r[:-2] for r in marked if r.endswith(" *")), "")
+            seconds = round(time.monotonic() - start, 1)
+            return HostResult(target.label, current, current, OK, seconds)
+
+    if action == "deploy":
+        say("rollout", f"{build.release} to {len(targets)} host(s), batch {batch}")
+    results = rollout(targets, act, batch=batch, max_fail=max_fail)
+    print(table(results), flush=True)
+    bad = failed(results)
+    if bad:
+        raise DeployError(
+            f"{len(bad)} of {len(results)} host(s) not ok: "
+            + ", ".join(f"{r.host} {r.result}" for r in bad)
+        )
+    return results
+
+
+class RolloutExecutor(fabric.Executor):
+    """Fabric's executor, except that tasks marked ``all_hosts`` run once and get the whole
+    ``-H`` list as their ``hosts`` argument (a rollout needs all its hosts at once).
+
+    Selected by ``tasks.executor_class`` in the project's ``fabric.yaml``.
+    """
+
+    def expand_calls(self, calls, apply_hosts=True):
+        host_str = self.core[0].args.hosts.value
+        expanded = []
+        for call in calls:
+            if isinstance(call, invoke.Task):
+                call = invoke.Call(task=call)
+            if getattr(call.task.body, "all_hosts", False):
+                expanded += super().expand_calls(call.pre, apply_hosts=False)
+                if host_str and apply_hosts and not call.kwargs.get("hosts"):
+                    call.kwargs["hosts"] = host_str
+                expanded.append(call)
+                expanded += super().expand_calls(call.post, apply_hosts=False)
+            else:
+                expanded += super().expand_calls([call], apply_hosts)
+        return expanded
