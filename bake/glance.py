@@ -72,6 +72,10 @@ class GlanceError(Exception):
     """A Glance call failed for good (after retries); the message is one line."""
 
 
+class Conflict(GlanceError):
+    """Glance answered 409 Conflict (e.g. an image with this id exists or existed)."""
+
+
 def qcow2_virtual_size(path: Path) -> int | None:
     """The virtual disk size recorded in a qcow2 header, or None if not a qcow2 file."""
     with open(path, "rb") as handle:
@@ -204,6 +208,8 @@ class Glance:
         """``func(*args, **kwargs)`` retried on transient errors; GlanceError when it fails."""
         try:
             return self.retry.retrying()(func, *args, **kwargs)
+        except glance_exc.HTTPConflict as e:
+            raise Conflict(f"{what}: {describe(e)}") from e
         except (glance_exc.BaseException, glance_exc.ClientException, ksa_exc.ClientException) as e:
             raise GlanceError(f"{what}: {describe(e)}") from e
 

@@ -32,6 +32,7 @@ import os
 import socket
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -41,6 +42,9 @@ from bake.artifacts import CHECKSUMS, Artifact, parse_checksums
 from bake.auth import AuthError, Cloud
 
 CHUNK = 1024 * 1024
+# Image ids: uuid5(ID_NAMESPACE, "project:fingerprint:generation"); see create_claimed().
+ID_NAMESPACE = uuid.UUID("5d1f3c4e-8b7a-4f0e-9c2d-6a1b0e7f3a52")
+MAX_GENERATIONS = 100
 SETTLE_SECONDS = 5.0  # how long Glance may take to notice an aborted upload
 LOG = logging.getLogger(__name__)
 
@@ -199,6 +203,45 @@ def remove_orphans(glance: g.Glance, fingerprint: str) -> list[str]:
     return removed
 
 
+def image_id_for(project: str, fingerprint: str, generation: int) -> str:
+    """The image id a publish of ``fingerprint`` claims: the same for every publisher."""
+    return str(uuid.uuid5(ID_NAMESPACE, f"{project}:{fingerprint}:{generation}"))
+
+
+def create_claimed(glance: g.Glance, fingerprint: str, properties: dict[str, Any]) -> Any:
+    """Create the image under an id derived from the project and fingerprint, so that Glance
+    itself lets only one publish of an artifact create its image (the others get 409).
+
+    Glance never reuses the id of a deleted image, so a fingerprint whose image was deleted
+    (a failed upload, a prune) moves on to the next generation's id. Returns the new image,
+    or the already active one of a publish that won the race; raises PublishError while
+    another publish of the same artifact is still uploading.
+    """
+    project = glance.cloud.project_id() or ""
+    for generation in range(MAX_GENERATIONS):
+        image_id = image_id_for(project, fingerprint, generation)
+        try:
+            return glance.create({**properties, "id": image_id})
+        except g.Conflict:
+            pass
+        try:
+            image = glance.get(image_id)
+        except g.GlanceError:
+            continue  # deleted (hidden from us): its id stays taken
+        status = image.get("status")
+        if status == "active" and image.get(g.FINGERPRINT) == fingerprint:
+            return image
+        if status in g.UNFINISHED:
+            raise PublishError(
+                f"image {image_id} of this artifact is being uploaded right now "
+                f"(by {image.get(g.PUBLISHER, 'another publish')}); not publishing it twice"
+            )
+    raise PublishError(
+        f"{MAX_GENERATIONS} images of fingerprint {fingerprint[:12]} were deleted already; "
+        "purge deleted images (glance-manage db purge) to publish it again"
+    )
+
+
 def expected_sha256(artifact: Artifact, path: Path) -> str:
     """The image file's sha256 from SHA256SUMS (which must agree with the manifest)."""
     sums = artifact.path / CHECKSUMS
@@ -277,9 +320,12 @@ def publish(
             return PublishResult(existing["id"], existing["name"], uploaded=False)
         removed = tuple(remove_orphans(glance, artifact.fingerprint))
         size = path.stat().st_size
-        image = glance.create({**properties, g.PUBLISHER: _publisher()})
+        marked = {**properties, g.PUBLISHER: _publisher()}
+        image = create_claimed(glance, artifact.fingerprint, marked)
     except g.GlanceError as exc:
         raise PublishError(str(exc)) from None
+    if image.get("status") == "active":  # another publish finished it meanwhile
+        return PublishResult(image["id"], image["name"], uploaded=False)
     try:
         return _upload(
             glance, image, path, size, expect_sha256, properties["name"], progress, on_read, removed

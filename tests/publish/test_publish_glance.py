@@ -209,3 +209,43 @@ def test_glance_down_at_start_is_retried(make_artifact, cloud, glance_client, op
     assert result.uploaded
     assert any("retrying in" in r.getMessage() for r in caplog.records)  # tenacity backed off
     assert [i["status"] for i in images_with(glance_client, artifact.fingerprint)] == ["active"]
+
+
+def test_concurrent_publishes_make_one_image(make_artifact, cloud, glance_client):
+    artifact = make_artifact(mib=16)
+    outcomes: list[object] = []
+
+    def publish_once() -> None:
+        try:
+            outcomes.append(pub.publish(artifact, cloud))
+        except pub.PublishError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=publish_once) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+
+    [image] = images_with(glance_client, artifact.fingerprint)
+    assert image["status"] == "active"
+    uploaded = [o for o in outcomes if isinstance(o, pub.PublishResult) and o.uploaded]
+    assert [o.image_id for o in uploaded] == [image["id"]]
+    for other in outcomes:
+        if isinstance(other, pub.PublishError):
+            assert "being uploaded right now" in str(other)
+        elif other is not uploaded[0]:
+            assert not other.uploaded and other.image_id == image["id"]
+
+
+def test_republish_after_delete_uses_a_new_id(make_artifact, cloud, glance_client):
+    artifact = make_artifact()
+    first = pub.publish(artifact, cloud).image_id
+    glance_client.images.delete(first)
+
+    second = pub.publish(artifact, cloud)
+
+    assert second.uploaded and second.image_id != first
+    project = cloud.project_id()
+    assert first == pub.image_id_for(project, artifact.fingerprint, 0)
+    assert second.image_id == pub.image_id_for(project, artifact.fingerprint, 1)
