@@ -6,15 +6,17 @@
 2. looks for an active image of this project with the same ``bake_fingerprint``: if there is
    one it is reported and nothing is sent; leftovers of this host's publishes that died
    (queued/saving images whose publisher process is gone) are deleted;
-3. creates the image record with :func:`bake.glance.image_properties` plus a publisher marker;
+3. creates the image record with :func:`bake.glance.image_properties` plus a publisher marker,
+   under an id derived from project and fingerprint (:func:`create_claimed`), so that of two
+   concurrent publishes of one artifact only one can create it;
 4. streams the file in 1 MiB reads with a progress bar (bytes, rate, ETA), computing sha512,
    md5 and sha256 in that same single pass (constant memory, hashing overlapped with
    sending); a sha256 that fails SHA256SUMS cuts the upload off before it completes;
 5. compares Glance's ``os_hash_value``/``checksum``/``size`` with what was sent, then removes
    the marker.
 
-Any failure or interrupt after step 3 deletes the image (retrying while Glance is away) and
-raises :class:`PublishError` with one line.
+Any failure or interrupt (Ctrl-C: :class:`Interrupted`) after step 3 deletes the image
+(retrying while Glance is away) and raises :class:`PublishError` with one line.
 
 Example::
 
