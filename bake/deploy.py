@@ -752,6 +752,10 @@ def run_task(
         raise DeployError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
     if keep < 2:
         raise DeployError(f"--keep must be at least 2 (current and its rollback), not {keep}")
+    if batch < 1 or max_fail < 0:
+        raise DeployError(f"--batch must be >= 1 and --max-fail >= 0 (got {batch}, {max_fail})")
+    if health_timeout <= 0:
+        raise DeployError(f"--health-timeout must be positive, not {health_timeout}")
     keys = tuple(Path(k).expanduser() for k in key)
     for path in keys:
         if not path.is_file():

@@ -1,0 +1,45 @@
+"""Fixtures for the deploy tests: three instances of the bbq-rest image (real sshd, real
+systemd, the image's own bbq-rest service), booted once per session; app versions to ship."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from bake.instances import unpacked_rootfs
+from tests.deploy.fleet import Fleet, app_variant
+
+
+@pytest.fixture(scope="session")
+def rest_rootfs(request, tmp_path_factory):
+    """The bbq-rest image's root filesystem, unpacked once.
+
+    ``BBQ_DEPLOY_ROOTFS`` names an already unpacked one (a developer's shortcut past the
+    session's image build); CI leaves it unset and builds the image.
+    """
+    given = os.environ.get("BBQ_DEPLOY_ROOTFS")
+    if given:
+        return Path(given)
+    artifact = request.getfixturevalue("rest_artifact")
+    return unpacked_rootfs(artifact.tar_file(), tmp_path_factory.mktemp("rest-rootfs") / "r")
+
+
+@pytest.fixture(scope="session")
+def fleet(rest_rootfs, tmp_path_factory):
+    """Three booted bbq-rest instances, shared by the deploy tests (each test reads the state
+    it starts from)."""
+    with Fleet.boot(rest_rootfs, tmp_path_factory.mktemp("fleet"), count=3) as booted:
+        yield booted
+
+
+@pytest.fixture(scope="session")
+def app_versions(tmp_path_factory):
+    """Make app copies: ``app_versions(name, version, marker, fail_when_flagged=False)``."""
+    root = tmp_path_factory.mktemp("apps")
+
+    def make(name, version, marker, fail_when_flagged=False):
+        return app_variant(root / name, version, marker, fail_when_flagged)
+
+    return make

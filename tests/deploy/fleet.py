@@ -1,0 +1,133 @@
+"""Instances of the bbq-rest image to deploy to, and app versions to deploy (no pytest here,
+so the deploy benchmark uses it too).
+
+Each instance boots with systemd-nspawn from one unpacked rootfs (overlay per instance), sshd
+on its own loopback port, and its REST service on its own port (a ``90-instance.conf``).
+
+Example::
+
+    with Fleet.boot(rootfs, workdir, count=3) as fleet:
+        fleet.fab("status")
+        app = app_variant(tmp / "v2", version="0.2.0", marker="v2")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from bake.instances import Instance, boot, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+FAB = Path(sys.executable).parent / "fab"
+UNHEALTHY_FLAG = "/etc/bbq/unhealthy"
+HEALTHZ = """    @app.get("/healthz")
+    def healthz():
+        return jsonify({"status": "ok"})
+"""
+
+
+def app_variant(target: Path, version: str, marker: str, fail_when_flagged: bool = False) -> Path:
+    """A copy of the project's app/ at ``version`` whose /healthz also returns ``marker``.
+
+    With ``fail_when_flagged``, /healthz answers 500 on hosts where UNHEALTHY_FLAG exists.
+    """
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(
+        REPO / "app",
+        target,
+        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist"),
+    )
+    setup = target / "setup.cfg"
+    text, count = re.subn(r"(?m)^version = .*$", f"version = {version}", setup.read_text())
+    assert count == 1, "app/setup.cfg has no version line"
+    setup.write_text(text)
+    rest = target / "bbq" / "rest.py"
+    source = rest.read_text()
+    assert HEALTHZ in source, "app/bbq/rest.py's /healthz changed: update tests/deploy/fleet.py"
+    check = f"        if os.path.exists({UNHEALTHY_FLAG!r}):\n" if fail_when_flagged else ""
+    check += '            return jsonify({"status": "failing"}), 500\n' if check else ""
+    body = (
+        '    @app.get("/healthz")\n    def healthz():\n        import os\n\n'
+        f"{check}"
+        f'        return jsonify({{"status": "ok", "marker": {marker!r}}})\n'
+    )
+    rest.write_text(source.replace(HEALTHZ, body))
+    return target
+
+
+@dataclasses.dataclass
+class Fleet:
+    """Booted instances with one known_hosts file and their client keys."""
+
+    instances: list[Instance]
+    rest_ports: list[int]
+    known_hosts: Path
+
+    @classmethod
+    @contextlib.contextmanager
+    def boot(cls, rootfs: Path, workdir: Path, count: int, prefix: str = "bbq-deploy"):
+        """Boot ``count`` instances of ``rootfs``; stop them all afterwards."""
+        with contextlib.ExitStack() as stack:
+            instances, ports = [], []
+            for i in range(count):
+                port = free_port()
+                conf = f"[rest]\nport = {port}\nurl = http://127.0.0.1:{port}\n"
+                instance = stack.enter_context(
+                    boot(
+                        rootfs,
+                        f"{prefix}-{i + 1}",
+                        workdir / f"i{i + 1}",
+                        files={"/etc/bbq/bbq.conf.d/90-instance.conf": conf},
+                    )
+                )
+                instances.append(instance)
+                ports.append(port)
+            known = workdir / "known_hosts"
+            known.write_text("".join(i.known_hosts.read_text() for i in instances))
+            yield cls(instances, ports, known)
+
+    def hosts(self, *indexes: int) -> str:
+        """The ``-H`` value for some instances (all by default)."""
+        chosen = indexes or range(len(self.instances))
+        return ",".join(f"{self.instances[i].host}:{self.instances[i].port}" for i in chosen)
+
+    def ssh_args(self) -> list[str]:
+        args = ["--known-hosts", str(self.known_hosts)]
+        for instance in self.instances:
+            args += ["--key", str(instance.key_file)]
+        return args
+
+    def fab(self, task: str, *args: str, hosts: str | None = None, timeout: float = 900):
+        """Run the real ``fab`` from the project root; CompletedProcess with text output."""
+        hosts = self.hosts() if hosts is None else hosts
+        command = [str(FAB), *(["-H", hosts] if hosts else []), task, *self.ssh_args(), *args]
+        return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+    def sh(self, index: int, command: str) -> str:
+        """Run a command on an instance as root; its stdout (AssertionError if it fails)."""
+        result = self.instances[index].run(command)
+        assert result.exited == 0, f"{command}: {result.stderr}"
+        return result.stdout.strip()
+
+    def current(self, index: int) -> str:
+        return self.sh(index, "basename $(readlink /opt/bbq/current)")
+
+    def releases(self, index: int) -> list[str]:
+        return self.sh(index, "ls /opt/bbq/releases").split()
+
+    def main_pid(self, index: int) -> str:
+        return self.sh(index, "systemctl show -P MainPID bbq-rest.service")
+
+    def health(self, index: int) -> dict:
+        port = self.rest_ports[index]
+        return json.loads(self.sh(index, f"curl -fsS http://127.0.0.1:{port}/healthz"))
+
+    def pool(self, index: int) -> str:
+        return self.sh(index, "cd /opt/bbq/wheels && sha256sum *.whl")
