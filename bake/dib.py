@@ -13,7 +13,9 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import re
@@ -21,8 +23,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bake.plan import BuildPlan
@@ -96,7 +99,8 @@ def run(
     """Run disk-image-create; raise BuildInterrupted on SIGINT/SIGTERM (after cleaning up).
 
     The full output goes to ``log_path``; ``on_phase(name, phase, elapsed)`` is called as
-    each phase begins. Whatever the outcome, ``work_dir`` is released and removed.
+    each phase begins. Whatever the outcome, ``work_dir`` is released and removed. Builds
+    sharing a download cache run one at a time (:func:`cache_lock`).
     """
     work_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -106,30 +110,40 @@ def run(
     command = plan.command(output_stem)
     command[0] = shutil.which(command[0]) or _venv_tool(command[0])
     received: list[int] = []
-    start = time.monotonic()
     phases: dict[str, float] = {}
+    process: subprocess.Popen | None = None
 
     def on_signal(signum, _frame):
         received.append(signum)
+        if process is None:  # still waiting for the cache: nothing started yet
+            raise BuildInterrupted(signum)
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
+            # A child that ignores SIGTERM must not keep the build (and its mounts) alive.
+            timer = threading.Timer(STOP_GRACE, _kill_group, (process.pid,))
+            timer.daemon = True
+            timer.start()
 
-    with open(log_path, "a", buffering=1) as log:
-        log.write(f"$ {' '.join(command)}\n")
-        for key, value in plan.environment.items():
-            log.write(f"  {key}={value}\n")
-        process = subprocess.Popen(
-            command,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # our own process group: signals reach every child
-            text=True,
-            errors="replace",
-        )
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with (
+            cache_lock(Path(env["DIB_IMAGE_CACHE"]), plan.spec.name),
+            open(log_path, "a", buffering=1) as log,
+        ):
+            start = time.monotonic()
+            log.write(f"$ {' '.join(command)}\n")
+            for key, value in plan.environment.items():
+                log.write(f"  {key}={value}\n")
+            process = subprocess.Popen(
+                command,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # our own process group: signals reach every child
+                text=True,
+                errors="replace",
+            )
             assert process.stdout is not None
             for line in process.stdout:
                 log.write(line)
@@ -138,19 +152,50 @@ def run(
                     phases[phase] = time.monotonic() - start
                     on_phase(plan.spec.name, phase, phases[phase])
             returncode = _wait_group(process)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-            left = release_build_dir(work_dir)
-            if left:
+            seconds = time.monotonic() - start
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        left = release_build_dir(work_dir)
+        if left:
+            with open(log_path, "a") as log:
                 log.write(f"bake: released after the build: {', '.join(left)}\n")
-            shutil.rmtree(work_dir, ignore_errors=True)
+        shutil.rmtree(work_dir, ignore_errors=True)
     if received:
         raise BuildInterrupted(received[0])
-    return RunResult(returncode, time.monotonic() - start, phases)
+    return RunResult(returncode, seconds, phases)
+
+
+STOP_GRACE = 30.0  # seconds DIB gets to stop after SIGTERM before its group is killed
+
+
+@contextlib.contextmanager
+def cache_lock(cache_dir: Path, name: str) -> Iterator[None]:
+    """Hold the download cache for one build at a time.
+
+    diskimage-builder shares ``$DIB_IMAGE_CACHE/apt`` with the chroot, and two builds using
+    it at once fail on apt's lock; a second build waits here (and says so) instead.
+    """
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / ".bake-build.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(
+                f"bake: {name}: waiting for another build using {cache_dir}",
+                file=sys.stderr,
+                flush=True,
+            )
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def _venv_tool(name: str) -> str:

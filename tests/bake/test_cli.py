@@ -108,3 +108,37 @@ def test_every_project_spec_dry_runs(spec):
     assert command[0] == "disk-image-create" and command[-1] != "baremetal"
     if "app: true" in (REPO / "image-specs" / spec).read_text():
         assert "DIB_BBQ_RELEASE=0.1.0-" in result.stdout
+
+
+def test_builds_sharing_a_cache_wait_for_each_other_and_stop_cleanly(tmp_path):
+    """A second build waits for the download cache (DIB's apt cache cannot be shared by
+    two builds at once), says so, and an interrupt while it waits leaves nothing."""
+    import fcntl
+    import os
+    import signal
+    import subprocess
+
+    from tests.bake.conftest import BAKE
+
+    cache, store = tmp_path / "cache", tmp_path / "store"
+    cache.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIB_")}
+    env.update(MIRROR_ENV, DIB_IMAGE_CACHE=str(cache))
+    with open(cache / ".bake-build.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        process = subprocess.Popen(
+            [str(BAKE), "build", "image-specs/base.yaml", "--plain", "--output", str(store)],
+            cwd=REPO,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for line in process.stderr:
+            if "waiting for another build using" in line:
+                break
+        process.send_signal(signal.SIGINT)
+        rest = process.communicate(timeout=60)[1]
+    assert process.returncode == 130, rest
+    assert "interrupted by SIGINT; nothing was kept" in rest
+    assert not (store / "bbq-base").exists()
+    assert not any((store / ".tmp").iterdir())
