@@ -43,3 +43,21 @@ def app_versions(tmp_path_factory):
         return app_variant(root / name, version, marker, fail_when_flagged)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def nova_cloud(tmp_path_factory):
+    """A real Keystone whose catalog's ``compute`` service is the FAKE Nova server listing
+    (tests/fixtures/fake_nova_servers.py); yields (FakeNovaServers, env for clouds.yaml)."""
+    from tests.fixtures.fake_nova_servers import FakeNovaServers
+    from tests.fixtures.openstack import OpenStack
+
+    with OpenStack(tmp_path_factory.mktemp("openstack")) as cloud:
+        nova = FakeNovaServers().start()
+        try:
+            cloud.register_service("compute", "nova", nova.url)
+            env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+            env["OS_CLIENT_CONFIG_FILE"] = str(cloud.clouds_yaml())
+            yield nova, env
+        finally:
+            nova.stop()

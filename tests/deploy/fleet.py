@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bake.instances import Instance, boot, free_port
@@ -72,8 +73,19 @@ class Fleet:
 
     @classmethod
     @contextlib.contextmanager
-    def boot(cls, rootfs: Path, workdir: Path, count: int, prefix: str = "bbq-deploy"):
-        """Boot ``count`` instances of ``rootfs``; stop them all afterwards."""
+    def boot(
+        cls,
+        rootfs: Path,
+        workdir: Path,
+        count: int,
+        prefix: str = "bbq-deploy",
+        binds: Sequence[tuple[Path, str]] = (),
+        files: Mapping[str, str] = {},
+    ):
+        """Boot ``count`` instances of ``rootfs``; stop them all afterwards.
+
+        ``binds`` and ``files`` go to every instance (see bake.instances.boot).
+        """
         with contextlib.ExitStack() as stack:
             instances, ports = [], []
             for i in range(count):
@@ -84,7 +96,8 @@ class Fleet:
                         rootfs,
                         f"{prefix}-{i + 1}",
                         workdir / f"i{i + 1}",
-                        files={"/etc/bbq/bbq.conf.d/90-instance.conf": conf},
+                        bind=binds,
+                        files={**files, "/etc/bbq/bbq.conf.d/90-instance.conf": conf},
                     )
                 )
                 instances.append(instance)

@@ -1,0 +1,192 @@
+"""Benchmark ``fab deploy`` (bake.deploy) on real instances of the bbq-rest image, in one run.
+
+Boots 4 instances (systemd-nspawn, real sshd and systemd) and measures:
+  1. a one-line app change deployed to 1 instance vs another one-line change to 4 instances
+     at once (--batch 4): wall time ratio (goal <= 1.5x);
+  2. bytes sent per host vs the full release (every wheel of the app; goal <= 5%);
+  3. the seed's way: on each host in turn, ``git clone`` of the app repository (served by
+     ``git daemon`` on loopback) and ``pip install -r requirements.txt`` into a new venv, from
+     the same package index this machine's pip uses (its config and local index directories
+     are handed to the instances read-only).
+
+Wheelhouses are built before timing (a deploy builds its wheelhouse once, locally, for all
+hosts). Usage: .venv/bin/python bench/bench_deploy.py [--rootfs DIR] [--no-seed]
+(without --rootfs the bbq-rest image is built with ``bake build`` first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bake import deploy  # noqa: E402
+from bake.instances import free_port, unpacked_rootfs  # noqa: E402
+from tests.deploy.fleet import Fleet, app_variant  # noqa: E402
+
+BAKE = str(Path(sys.executable).parent / "bake")
+
+
+def rest_rootfs(work: Path, store: Path) -> Path:
+    subprocess.run(
+        [BAKE, "build", "image-specs/rest.yaml", "--plain", "--output", str(store)],
+        cwd=REPO,
+        check=True,
+    )
+    fingerprint = subprocess.run(
+        [BAKE, "fingerprint", "image-specs/rest.yaml", "--plain"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    tar = next(store.glob(f"*/{fingerprint}/*.tar"))
+    return unpacked_rootfs(tar, work / "rootfs")
+
+
+def timed_deploy(fleet: Fleet, indexes: list[int], build: deploy.Build):
+    ssh = deploy.SshOptions(fleet.known_hosts, tuple(i.key_file for i in fleet.instances), False)
+    targets = [deploy.Target(fleet.instances[i].host, fleet.instances[i].port) for i in indexes]
+
+    def act(target):
+        with deploy.connect(target, ssh) as c:
+            return deploy.deploy_host(c, build, label=target.label)
+
+    start = time.perf_counter()
+    results = deploy.rollout(targets, act, batch=len(targets))
+    wall = time.perf_counter() - start
+    print(deploy.table(results), flush=True)
+    bad = [r for r in results if r.result != deploy.DEPLOYED]
+    if bad:
+        sys.exit(f"bench: deploy failed: {bad}")
+    return wall, results
+
+
+def pip_handover() -> tuple[list[tuple[Path, str]], dict[str, str], dict[str, str]]:
+    """This machine's pip configuration for the instances: (binds, files, env)."""
+    binds, files = [], {}
+    for conf in (Path("/etc/pip.conf"), Path.home() / ".config/pip/pip.conf"):
+        if conf.is_file():
+            files["/etc/pip.conf"] = conf.read_text()
+    env = {k: v for k, v in os.environ.items() if k.startswith("PIP_")}
+    text = " ".join([*files.values(), *env.values()])
+    for directory in ("/opt/pypi", "/opt/pypi-more", "/opt/wheels"):
+        if directory in text and Path(directory).is_dir():
+            binds.append((Path(directory), directory))
+    return binds, files, env
+
+
+def seed_way(fleet: Fleet, work: Path, app: Path, env: dict[str, str]) -> list[float]:
+    """git clone + pip install -r requirements.txt on each host in turn; seconds per host."""
+    repo = work / "seed-repo"
+    shutil.copytree(app, repo / "app")
+    requirements = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import configparser,sys; c=configparser.ConfigParser(); "
+            "c.read(sys.argv[1]); print(c['options']['install_requires'])",
+            str(app / "setup.cfg"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    (repo / "requirements.txt").write_text(requirements.strip() + "\n./app\n")
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "-C", str(repo), "add", "."], check=True)
+    subprocess.run([*git, "-C", str(repo), "commit", "-qm", "seed"], check=True)
+    subprocess.run(
+        ["git", "clone", "-q", "--bare", str(repo), str(work / "git" / "bbq.git")], check=True
+    )
+    port = free_port()
+    daemon = subprocess.Popen(
+        [
+            "git",
+            "daemon",
+            "--reuseaddr",
+            "--export-all",
+            f"--base-path={work / 'git'}",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            str(work / "git"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    times = []
+    try:
+        time.sleep(1)
+        for i, instance in enumerate(fleet.instances):
+            command = (
+                "set -e; rm -rf /opt/seed; mkdir -p /opt/seed; cd /opt/seed; "
+                f"git clone -q git://127.0.0.1:{port}/bbq.git src; python3 -m venv venv; "
+                f"{exports} venv/bin/pip install -q --no-cache-dir -r src/requirements.txt"
+            )
+            start = time.perf_counter()
+            result = instance.run(f"bash -c {shlex.quote(command)}", timeout=1800)
+            times.append(time.perf_counter() - start)
+            if result.exited != 0:
+                sys.exit(f"bench: seed way failed on host {i + 1}: {result.stderr[-2000:]}")
+            print(f"seed way host {i + 1}: {times[-1]:.1f}s", flush=True)
+    finally:
+        daemon.terminate()
+        daemon.wait()
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rootfs", type=Path, help="an unpacked bbq-rest root filesystem")
+    parser.add_argument("--no-seed", action="store_true", help="skip the seed's way")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-deploy-"))
+    try:
+        rootfs = args.rootfs or rest_rootfs(work, work / "store")
+        binds, files, pip_env = pip_handover()
+        app_a = app_variant(work / "app-a", "0.1.0", marker="bench-a")
+        app_b = app_variant(work / "app-b", "0.1.0", marker="bench-b")
+        build_a, build_b = deploy.build_wheelhouse(app_a), deploy.build_wheelhouse(app_b)
+        with contextlib.ExitStack() as stack:
+            fleet = stack.enter_context(
+                Fleet.boot(rootfs, work / "fleet", 4, "bbq-bench", binds=binds, files=files)
+            )
+            one, results_one = timed_deploy(fleet, [0], build_a)
+            four, results_four = timed_deploy(fleet, [0, 1, 2, 3], build_b)
+            full = build_b.total_bytes
+            sent = max(r.bytes_sent for r in results_one + results_four)
+            seed = [] if args.no_seed else seed_way(fleet, work, app_b, pip_env)
+        print()
+        print(f"deploy one-line change to 1 host:  {one:6.1f} s")
+        print(
+            f"deploy one-line change to 4 hosts: {four:6.1f} s   ratio {four / one:.2f}x "
+            "(goal <= 1.5x)"
+        )
+        print(
+            f"bytes sent per host: {sent} of a full release of {full} "
+            f"= {100 * sent / full:.3f}% (goal <= 5%)"
+        )
+        if seed:
+            print(
+                f"seed's way (git clone + pip install -r, host by host): {sum(seed):6.1f} s "
+                f"for 4 hosts ({', '.join(f'{t:.0f}' for t in seed)} s each); "
+                f"{sum(seed) / four:.1f}x the 4-host deploy"
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
