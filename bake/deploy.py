@@ -184,7 +184,9 @@ class _AcceptNew:
 
 def connect(target: Target, ssh: SshOptions = SshOptions()):
     """A Fabric Connection to ``target`` that checks its host key against ``ssh.known_hosts``."""
-    overrides = {"load_ssh_configs": False, "run": {"hide": True, "warn": True}}
+    # Commands never read our stdin: deploys run unattended (and under pytest).
+    run = {"hide": True, "warn": True, "in_stream": False}
+    overrides = {"load_ssh_configs": False, "run": run}
     config = fabric.Config(overrides=overrides)
     kwargs: dict = {"allow_agent": not ssh.key_files, "look_for_keys": not ssh.key_files}
     if ssh.key_files:

@@ -67,7 +67,9 @@ class Instance:
         """A Fabric connection that checks the host key against the instance's known_hosts."""
         from fabric import Config, Connection
 
-        config = Config(overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": True}})
+        # in_stream False: commands never read the caller's stdin (absent under pytest/CI).
+        run = {"hide": True, "warn": True, "in_stream": False}
+        config = Config(overrides={"load_ssh_configs": False, "run": run})
         connection = Connection(
             self.host,
             user=user,
