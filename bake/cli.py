@@ -248,8 +248,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 _LIST_HEADER = ("name", "version", "fingerprint", "status", "size", "built")
 
 
+def cmd_matrix(args: argparse.Namespace) -> int:
+    from bake import matrix
+
+    return matrix.command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from bake import publish_cli
+    from bake import matrix, publish_cli
 
     parser = argparse.ArgumentParser(prog="bake", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -310,6 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", metavar="SPEC|ARTIFACT", help="a spec file or an artifact directory")
     output_option(p)
     partition_options(p)
+
+    p = command("matrix", cmd_matrix, "build the image matrix's rows in parallel, then a table")
+    output_option(p)
+    partition_options(p)
+    matrix.add_arguments(p)
 
     p = command("list", cmd_list, "list the artifacts in the store")
     output_option(p)

@@ -1,0 +1,104 @@
+"""Cache slots: parallel diskimage-builder builds that share one download cache.
+
+diskimage-builder bind-mounts ``$DIB_IMAGE_CACHE/apt/<distro>`` into the chroot as apt's
+archive directory, so two builds using one cache at once fail on apt's lock. A slot is a
+private ``DIB_IMAGE_CACHE`` for one build, inside the shared cache (same filesystem):
+
+- ``apt/`` is the slot's own, seeded with hard links to the shared ``apt/<distro>/*.deb``
+  (no copy, no download); apt's lock and ``partial/`` are the slot's alone;
+- every other entry of the shared cache (``spark/``, debootstrap tarballs, ...) is a
+  symlink to it: those are written by a rename of a finished file, safe to share;
+- when the build ends (success or not), files the build added to the slot (new ``.deb``
+  files, a new top-level download) are hard-linked or moved into the shared cache, and
+  the slot is removed.
+
+Example::
+
+    with slot(Path.home() / ".cache/image-create", "bbq-base") as s:
+        env["DIB_IMAGE_CACHE"] = str(s.path)   # then run disk-image-create
+    s.new_bytes                                 # bytes the build added to the cache
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+SLOTS_DIR = ".bake-slots"
+PRIVATE = ("apt",)  # per-slot directories (bind-mounted into the chroot by DIB)
+SKIP_NAMES = ("lock", "partial", ".bake-build.lock")
+
+
+@dataclasses.dataclass
+class Slot:
+    """A private cache directory for one build; ``new_bytes`` is set when it is closed."""
+
+    path: Path
+    shared: Path
+    seeded: set[Path] = dataclasses.field(default_factory=set)
+    new_bytes: int = 0
+
+
+def _seed(shared: Path, slot: Path) -> set[Path]:
+    """Populate ``slot`` from ``shared``; return the slot-relative files that were linked."""
+    seeded: set[Path] = set()
+    for entry in shared.iterdir():
+        if entry.name in (SLOTS_DIR, *SKIP_NAMES):
+            continue
+        if entry.name in PRIVATE and entry.is_dir():
+            for source in entry.rglob("*"):
+                if source.is_file() and not set(source.relative_to(shared).parts) & {*SKIP_NAMES}:
+                    rel = source.relative_to(shared)
+                    (slot / rel).parent.mkdir(parents=True, exist_ok=True)
+                    os.link(source, slot / rel)
+                    seeded.add(rel)
+            (slot / entry.name).mkdir(exist_ok=True)
+        else:
+            (slot / entry.name).symlink_to(entry)
+    return seeded
+
+
+def _merge(slot: Slot) -> int:
+    """Give the shared cache what the build added to the slot; return those bytes."""
+    added = 0
+    for dirpath, dirnames, filenames in os.walk(slot.path):
+        here = Path(dirpath)
+        dirnames[:] = [d for d in dirnames if d not in SKIP_NAMES and not (here / d).is_symlink()]
+        for name in filenames:
+            source = here / name
+            rel = source.relative_to(slot.path)
+            if name in SKIP_NAMES or source.is_symlink() or rel in slot.seeded:
+                continue
+            added += source.stat().st_size
+            target = slot.shared / rel
+            if target.exists():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                os.link(source, target)
+    return added
+
+
+@contextlib.contextmanager
+def slot(shared: Path, name: str) -> Iterator[Slot]:
+    """A private DIB_IMAGE_CACHE for one build, seeded from and merged back into ``shared``."""
+    shared.mkdir(parents=True, exist_ok=True)
+    root = shared / SLOTS_DIR
+    root.mkdir(exist_ok=True)
+    path = root / f"{name}-{os.getpid()}-{time.monotonic_ns()}"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir()
+    current = Slot(path, shared)
+    try:
+        current.seeded = _seed(shared, path)
+        yield current
+    finally:
+        try:
+            current.new_bytes = _merge(current)
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
