@@ -252,3 +252,26 @@ def test_signal_mid_upload_deletes_image(signum, make_artifact, openstack, cli_e
     assert stdout == "" and len(stderr.splitlines()) == 1, stderr
     assert "interrupted; image" in stderr and "deleted" in stderr
     assert images_with(glance_client, artifact.fingerprint) == []
+
+
+def test_glance_unreachable_fails_after_retries(make_artifact, openstack, cli_env, glance_client):
+    artifact = make_artifact(mib=1)
+    openstack.kill_glance()
+    try:
+        result = bake(
+            "publish",
+            str(artifact.path),
+            "--os-cloud",
+            CLOUD_NAME,
+            "--retry-seconds",
+            "2",
+            env=cli_env,
+        )
+    finally:
+        openstack.start_glance()
+
+    assert result.returncode == 1 and result.stdout == ""
+    *retries, error = result.stderr.splitlines()
+    assert retries and all("retrying in" in line for line in retries)  # tenacity backing off
+    assert error.startswith("error: ") and "Glance unreachable" in error
+    assert images_with(glance_client, artifact.fingerprint) == []
