@@ -8,7 +8,7 @@ import pytest
 from bake import auth
 from bake.deploy import DeployError, Target
 from bake.inventory import from_nova, parse_hosts
-from tests.fixtures.openstack import CLOUD_NAME
+from tests.fixtures.openstack import ADMIN_PASSWORD, CLOUD_NAME
 
 
 def test_host_lists():
@@ -60,6 +60,7 @@ def test_fab_status_on_servers_chosen_by_role(servers, fleet):
         assert f"[{instance.name}] current " in run.stdout
     assert "spark-1" not in run.stdout and "rest-off" not in run.stdout
     assert ("/v2.1/servers/detail", {"status": ["ACTIVE"]}) in nova.requests
+    assert ADMIN_PASSWORD not in run.stdout + run.stderr  # no secret in the output
 
 
 @pytest.mark.slow
