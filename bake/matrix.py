@@ -416,7 +416,7 @@ class Result:
         return data
 
 
-_FETCHED = re.compile(r"^Fetched ([0-9.,]+) ([kMG]?B) in ", re.M)
+_FETCHED = re.compile(r"(?:^|\| |> )Fetched ([0-9.,]+) ([kMG]?B) in ", re.M)
 _UNITS = {"B": 1, "kB": 1000, "MB": 1000**2, "GB": 1000**3}
 
 
