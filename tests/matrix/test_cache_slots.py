@@ -1,0 +1,70 @@
+"""Cache slots: private apt archives seeded by hard links, shared downloads, merge back."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bake import cache_slots
+
+
+def _shared(tmp_path: Path) -> Path:
+    shared = tmp_path / "cache"
+    (shared / "apt" / "debian" / "partial").mkdir(parents=True)
+    (shared / "apt" / "debian" / "a_1_all.deb").write_bytes(b"a" * 10)
+    (shared / "apt" / "debian" / "lock").write_text("")
+    (shared / "spark").mkdir()
+    (shared / "spark" / "pyspark.tar.gz").write_bytes(b"s" * 5)
+    return shared
+
+
+def test_slot_links_apt_and_symlinks_the_rest(tmp_path):
+    shared = _shared(tmp_path)
+    with cache_slots.slot(shared, "row") as slot:
+        seeded = slot.path / "apt" / "debian" / "a_1_all.deb"
+        assert seeded.stat().st_ino == (shared / "apt/debian/a_1_all.deb").stat().st_ino
+        assert not (slot.path / "apt").is_symlink()
+        assert not (slot.path / "apt" / "debian" / "lock").exists()  # apt's lock: per slot
+        assert (slot.path / "spark").is_symlink()
+        assert (slot.path / "spark").resolve() == (shared / "spark").resolve()
+        path = slot.path
+    assert not path.exists()
+
+
+def test_downloads_of_a_slot_reach_the_shared_cache(tmp_path):
+    shared = _shared(tmp_path)
+    with cache_slots.slot(shared, "row") as slot:
+        (slot.path / "apt" / "debian" / "b_2_all.deb").write_bytes(b"b" * 7)
+        (slot.path / "apt" / "debian" / "partial" / "c.deb").parent.mkdir(exist_ok=True)
+        (slot.path / "apt" / "debian" / "partial" / "c.deb").write_bytes(b"half")
+        (slot.path / "debootstrap-debian-bookworm-amd64.tar.gz").write_bytes(b"t" * 3)
+        (slot.path / "apt" / "debian" / "a_1_all.deb").unlink()  # apt-get clean in a slot
+    assert (shared / "apt/debian/b_2_all.deb").read_bytes() == b"b" * 7
+    assert (shared / "apt/debian/a_1_all.deb").read_bytes() == b"a" * 10
+    assert not (shared / "apt/debian/partial/c.deb").exists()
+    assert (shared / "debootstrap-debian-bookworm-amd64.tar.gz").exists()
+    assert slot.new_bytes == 7 + 3
+
+
+def test_two_slots_at_once_have_their_own_apt_dirs(tmp_path):
+    shared = _shared(tmp_path)
+    with cache_slots.slot(shared, "one") as one, cache_slots.slot(shared, "two") as two:
+        assert one.path != two.path
+        (one.path / "apt/debian/x.deb").write_bytes(b"1")
+        assert not (two.path / "apt/debian/x.deb").exists()
+        assert os.path.samefile(
+            one.path / "apt/debian/a_1_all.deb", two.path / "apt/debian/a_1_all.deb"
+        )
+    assert (shared / "apt/debian/x.deb").exists()
+    assert list((shared / cache_slots.SLOTS_DIR).iterdir()) == []
+
+
+def test_a_failing_build_still_returns_its_downloads(tmp_path):
+    shared = _shared(tmp_path)
+    try:
+        with cache_slots.slot(shared, "row") as slot:
+            (slot.path / "apt/debian/y.deb").write_bytes(b"y")
+            raise RuntimeError("build failed")
+    except RuntimeError:
+        pass
+    assert (shared / "apt/debian/y.deb").exists()
