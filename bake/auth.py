@@ -41,14 +41,18 @@ class Cloud:
     region_name: str | None
     interface: str | None
     source: str  # for messages: "cloud 'x'", "OS_* environment", "bake.conf [keystone]"
+    # clouds.yaml's <service>_endpoint_override, by service type (the catalog is bypassed)
+    endpoint_overrides: dict[str, str] = dataclasses.field(default_factory=dict)
 
-    def adapter_kwargs(self) -> dict[str, Any]:
+    def adapter_kwargs(self, service_type: str | None = None) -> dict[str, Any]:
         """Keyword arguments that clients (glanceclient, novaclient) take for endpoint lookup."""
         kwargs: dict[str, Any] = {}
         if self.region_name:
             kwargs["region_name"] = self.region_name
         if self.interface:
             kwargs["interface"] = self.interface
+        if service_type in self.endpoint_overrides:
+            kwargs["endpoint_override"] = self.endpoint_overrides[service_type]
         return kwargs
 
     @property
@@ -64,6 +68,8 @@ class Cloud:
 
     def endpoint(self, service_type: str) -> str:
         """The catalog URL of a service; AuthError if the catalog has none for us."""
+        if service_type in self.endpoint_overrides:
+            return self.endpoint_overrides[service_type]
         try:
             url = self.session.get_endpoint(service_type=service_type, **self.adapter_kwargs())
         except Exception as exc:
@@ -74,6 +80,8 @@ class Cloud:
 
     def has_service(self, service_type: str) -> bool:
         """Whether the catalog lists the service for our region and interface."""
+        if service_type in self.endpoint_overrides:
+            return True
         try:
             return bool(
                 self.session.get_endpoint(service_type=service_type, **self.adapter_kwargs())
@@ -147,11 +155,17 @@ def from_clouds(
         raise AuthError(describe(exc, None).replace("auth:", f"{source}:", 1)) from None
     if region_config.name and not cloud:
         source = f"cloud {region_config.name!r}" if region_config.name != "envvars" else source
+    overrides = {}
+    for service_type in ("image", "compute"):
+        override = region_config.get_endpoint(service_type)
+        if override:
+            overrides[service_type] = override
     return Cloud(
         session=session,
         region_name=region_config.get_region_name("image") or None,
         interface=region_config.get_interface("image") or None,
         source=source,
+        endpoint_overrides=overrides,
     )
 
 

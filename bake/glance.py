@@ -202,7 +202,7 @@ class Glance:
 
         self.cloud = cloud
         self.retry = retry or RetryPolicy()
-        self.client = client.Client("2", session=cloud.session, **cloud.adapter_kwargs())
+        self.client = client.Client("2", session=cloud.session, **cloud.adapter_kwargs("image"))
 
     def call(self, what: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``func(*args, **kwargs)`` retried on transient errors; GlanceError when it fails."""

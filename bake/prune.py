@@ -111,6 +111,7 @@ def servers_using(cloud, image_ids: list[str]) -> dict[str, list[str]] | None:
         session=cloud.session,
         region_name=cloud.region_name,
         endpoint_type=cloud.interface or "public",
+        endpoint_override=cloud.endpoint_overrides.get("compute"),
     )
     result: dict[str, list[str]] = {}
     for image_id in image_ids:

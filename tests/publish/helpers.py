@@ -15,3 +15,56 @@ def sha256_of_download(glance_client, image_id: str) -> str:
     for chunk in glance_client.images.data(image_id):
         digest.update(chunk)
     return digest.hexdigest()
+
+
+class CorruptingProxy:
+    """A TCP relay to ``target_port`` on 127.0.0.1 that flips one byte of what the client
+    sends once a connection has carried ``at`` bytes: a faulty network between bake and Glance
+    (requests smaller than ``at`` pass untouched)."""
+
+    def __init__(self, target_port: int, at: int):
+        import socket
+        import threading
+
+        self.target_port, self.at = target_port, at
+        self.corrupted = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._threading = threading
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target_port))
+            for source, sink, flip in ((client, server, True), (server, client, False)):
+                self._threading.Thread(
+                    target=self._pump, args=(source, sink, flip), daemon=True
+                ).start()
+
+    def _pump(self, source, sink, flip: bool) -> None:
+        seen = 0
+        try:
+            while data := source.recv(65536):
+                if flip and seen <= self.at < seen + len(data):
+                    i = self.at - seen
+                    data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1 :]
+                    self.corrupted += 1
+                seen += len(data)
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(2)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()

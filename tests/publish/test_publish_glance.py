@@ -8,11 +8,14 @@ import threading
 import time
 
 import pytest
+import yaml
 
+from bake import auth
 from bake import glance as g
 from bake import publish as pub
 from bake.artifacts import sha256_file
-from tests.publish.helpers import images_with, sha256_of_download
+from tests.fixtures.openstack import CLOUD_NAME
+from tests.publish.helpers import CorruptingProxy, images_with, sha256_of_download
 
 
 def test_publish_uploads_real_qcow2_with_properties(make_artifact, cloud, glance_client):
@@ -249,3 +252,22 @@ def test_republish_after_delete_uses_a_new_id(make_artifact, cloud, glance_clien
     project = cloud.project_id()
     assert first == pub.image_id_for(project, artifact.fingerprint, 0)
     assert second.image_id == pub.image_id_for(project, artifact.fingerprint, 1)
+
+
+def test_data_corrupted_in_transit_is_caught_and_deleted(
+    make_artifact, openstack, glance_client, tmp_path, monkeypatch
+):
+    artifact = make_artifact(mib=6)
+    proxy = CorruptingProxy(openstack.glance_port, at=3 * 1024 * 1024)
+    clouds = openstack.clouds_yaml(tmp_path / "clouds.yaml")
+    config = yaml.safe_load(clouds.read_text())
+    config["clouds"][CLOUD_NAME]["image_endpoint_override"] = f"http://127.0.0.1:{proxy.port}"
+    clouds.write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+    try:
+        with pytest.raises(pub.PublishError, match=r"Glance disagrees: checksum .*deleted$"):
+            pub.publish(artifact, auth.connect(cloud=CLOUD_NAME))
+    finally:
+        proxy.close()
+    assert proxy.corrupted == 1
+    assert images_with(glance_client, artifact.fingerprint) == []
