@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -21,6 +20,7 @@ from bake import auth  # noqa: E402
 from bake.artifacts import Artifact, Store  # noqa: E402
 from tests.fixtures.fake_nova import FakeNova  # noqa: E402
 from tests.fixtures.openstack import CLOUD_NAME, OpenStack  # noqa: E402
+from tests.publish.helpers import make_qcow2  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -86,19 +86,6 @@ def spec_dict(name: str, version: str, **overrides) -> dict:
     }
     spec.update(overrides)
     return spec
-
-
-def make_qcow2(path: Path, mib: int) -> Path:
-    """A real qcow2 file holding ``mib`` MiB of random data (so it does not compress away)."""
-    raw = path.with_suffix(".raw")
-    with open(raw, "wb") as handle:
-        for _ in range(mib):
-            handle.write(os.urandom(1024 * 1024))
-    subprocess.run(
-        ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(path)], check=True
-    )
-    raw.unlink()
-    return path
 
 
 @pytest.fixture

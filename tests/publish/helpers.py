@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+from pathlib import Path
 
 
 def images_with(glance_client, fingerprint: str) -> list[dict]:
@@ -68,3 +71,16 @@ class CorruptingProxy:
 
     def close(self) -> None:
         self.listener.close()
+
+
+def make_qcow2(path: Path, mib: int) -> Path:
+    """A real qcow2 file holding ``mib`` MiB of random data (so it does not compress away)."""
+    raw = path.with_suffix(".raw")
+    with open(raw, "wb") as handle:
+        for _ in range(mib):
+            handle.write(os.urandom(1024 * 1024))
+    subprocess.run(
+        ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(path)], check=True
+    )
+    raw.unlink()
+    return path

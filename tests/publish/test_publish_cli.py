@@ -18,8 +18,7 @@ import pytest
 from bake.artifacts import Store
 from bake.spec import load_spec
 from tests.fixtures.openstack import ADMIN_PASSWORD, CLOUD_NAME, free_port
-from tests.publish.conftest import make_qcow2
-from tests.publish.helpers import images_with
+from tests.publish.helpers import images_with, make_qcow2
 
 REPO = Path(__file__).resolve().parents[2]
 BAKE = Path(sys.executable).parent / "bake"
