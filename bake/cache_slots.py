@@ -8,6 +8,10 @@ private ``DIB_IMAGE_CACHE`` for one build, inside the shared cache (same filesys
   (no copy, no download); apt's lock and ``partial/`` are the slot's alone;
 - every other entry of the shared cache (``spark/``, debootstrap tarballs, ...) is a
   symlink to it: those are written by a rename of a finished file, safe to share;
+- diskimage-builder's debian-minimal runs ``apt-get clean`` right after bind-mounting the
+  archive directory, which would throw the seed away (and, without slots, empties the
+  shared cache itself): while the slot is open a keeper thread links back any shared
+  ``.deb`` missing from the slot, so apt finds them when it installs;
 - when the build ends (success or not), files the build added to the slot (new ``.deb``
   files, a new top-level download) are hard-linked or moved into the shared cache, and
   the slot is removed.
@@ -25,6 +29,7 @@ import contextlib
 import dataclasses
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,6 +68,29 @@ def _seed(shared: Path, slot: Path) -> set[Path]:
     return seeded
 
 
+KEEP_INTERVAL = 0.5  # seconds between the keeper's looks at the slot
+
+
+def _relink(shared: Path, slot: Slot) -> None:
+    """Link every shared private-dir file the slot lacks (apt's clean removed it)."""
+    for name in PRIVATE:
+        for source in (shared / name).glob("*/*"):
+            if source.name in SKIP_NAMES or not source.is_file():
+                continue
+            rel = source.relative_to(shared)
+            target = slot.path / rel
+            if not target.exists() and target.parent.is_dir():
+                with contextlib.suppress(FileExistsError, FileNotFoundError):
+                    os.link(source, target)
+                    slot.seeded.add(rel)
+
+
+def _keeper(shared: Path, slot: Slot, stop: threading.Event) -> None:
+    while not stop.wait(KEEP_INTERVAL):
+        with contextlib.suppress(OSError):
+            _relink(shared, slot)
+
+
 def _merge(slot: Slot) -> int:
     """Give the shared cache what the build added to the slot; return those bytes."""
     added = 0
@@ -94,10 +122,16 @@ def slot(shared: Path, name: str) -> Iterator[Slot]:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir()
     current = Slot(path, shared)
+    stop = threading.Event()
+    keeper = threading.Thread(target=_keeper, args=(shared, current, stop), daemon=True)
     try:
         current.seeded = _seed(shared, path)
+        keeper.start()
         yield current
     finally:
+        stop.set()
+        if keeper.is_alive():
+            keeper.join()
         try:
             current.new_bytes = _merge(current)
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from bake import cache_slots
@@ -68,3 +69,17 @@ def test_a_failing_build_still_returns_its_downloads(tmp_path):
     except RuntimeError:
         pass
     assert (shared / "apt/debian/y.deb").exists()
+
+
+def test_apt_clean_in_a_slot_is_undone_by_the_keeper(tmp_path):
+    # debian-minimal runs `apt-get clean` on the bind-mounted archive right after mounting it.
+    shared = _shared(tmp_path)
+    with cache_slots.slot(shared, "row") as slot:
+        seeded = slot.path / "apt" / "debian" / "a_1_all.deb"
+        seeded.unlink()
+        deadline = time.monotonic() + 10
+        while not seeded.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert seeded.exists()
+        assert os.path.samefile(seeded, shared / "apt/debian/a_1_all.deb")
+    assert slot.new_bytes == 0
