@@ -40,7 +40,10 @@ def app_versions(tmp_path_factory):
     root = tmp_path_factory.mktemp("apps")
 
     def make(name, version, marker, fail_when_flagged=False):
-        return app_variant(root / name, version, marker, fail_when_flagged)
+        # Made once per name: the same source, hence the same (cached) wheelhouse.
+        if not (root / name).exists():
+            app_variant(root / name, version, marker, fail_when_flagged)
+        return root / name
 
     return make
 

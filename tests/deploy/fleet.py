@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import json
@@ -86,42 +87,75 @@ class Fleet:
 
         ``binds`` and ``files`` go to every instance (see bake.instances.boot).
         """
-        with contextlib.ExitStack() as stack:
-            instances, ports = [], []
-            for i in range(count):
-                port = free_port()
-                conf = f"[rest]\nport = {port}\nurl = http://127.0.0.1:{port}\n"
-                instance = stack.enter_context(
-                    boot(
-                        rootfs,
-                        f"{prefix}-{i + 1}",
-                        workdir / f"i{i + 1}",
-                        bind=binds,
-                        files={**files, "/etc/bbq/bbq.conf.d/90-instance.conf": conf},
-                    )
-                )
-                instances.append(instance)
+        ports: list[int] = []
+        while len(ports) < 2 * count:  # SSH and REST ports, all distinct
+            port = free_port()
+            if port not in ports:
                 ports.append(port)
+        contexts = [
+            boot(
+                rootfs,
+                f"{prefix}-{i + 1}",
+                workdir / f"i{i + 1}",
+                ssh_port=ports[2 * i],
+                bind=binds,
+                files={
+                    **files,
+                    "/etc/bbq/bbq.conf.d/90-instance.conf": (
+                        f"[rest]\nport = {ports[2 * i + 1]}\n"
+                        f"url = http://127.0.0.1:{ports[2 * i + 1]}\n"
+                    ),
+                },
+            )
+            for i in range(count)
+        ]
+        with contextlib.ExitStack() as stack:
+            # Boot them side by side; whatever booted is stopped on the way out.
+            with concurrent.futures.ThreadPoolExecutor(count) as pool:
+                futures = [pool.submit(context.__enter__) for context in contexts]
+            instances, errors = [], []
+            for context, future in zip(contexts, futures, strict=True):
+                try:
+                    instances.append(future.result())
+                    stack.push(context)
+                except Exception as exc:
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
             known = workdir / "known_hosts"
             known.write_text("".join(i.known_hosts.read_text() for i in instances))
-            yield cls(instances, ports, known)
+            yield cls(instances, ports[1::2], known)
 
     def hosts(self, *indexes: int) -> str:
         """The ``-H`` value for some instances (all by default)."""
         chosen = indexes or range(len(self.instances))
         return ",".join(f"{self.instances[i].host}:{self.instances[i].port}" for i in chosen)
 
-    def ssh_args(self) -> list[str]:
-        args = ["--known-hosts", str(self.known_hosts)]
+    def ssh_args(self, known_hosts: Path | None = None) -> list[str]:
+        args = ["--known-hosts", str(known_hosts or self.known_hosts)]
         for instance in self.instances:
             args += ["--key", str(instance.key_file)]
         return args
 
-    def fab(self, task: str, *args: str, hosts: str | None = None, timeout: float = 900):
-        """Run the real ``fab`` from the project root; CompletedProcess with text output."""
+    def fab(
+        self,
+        task: str,
+        *args: str,
+        hosts: str | None = None,
+        env: dict[str, str] | None = None,
+        known_hosts: Path | None = None,
+        timeout: float = 900,
+    ):
+        """Run the real ``fab`` from the project root; CompletedProcess with text output.
+
+        ``hosts`` defaults to every instance; ``""`` gives no ``-H`` (hosts from Nova).
+        """
         hosts = self.hosts() if hosts is None else hosts
-        command = [str(FAB), *(["-H", hosts] if hosts else []), task, *self.ssh_args(), *args]
-        return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+        ssh = self.ssh_args(known_hosts)
+        command = [str(FAB), *(["-H", hosts] if hosts else []), task, *ssh, *args]
+        return subprocess.run(
+            command, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env
+        )
 
     def sh(self, index: int, command: str) -> str:
         """Run a command on an instance as root; its stdout (AssertionError if it fails)."""

@@ -51,8 +51,8 @@ def test_deploy_new_version_everywhere(fleet, app_versions):
 
 
 def test_second_identical_deploy_sends_and_restarts_nothing(fleet, app_versions):
-    app = app_versions("v2-again", "0.2.1", marker="again")
-    first = fleet.fab("deploy", "--app", str(app), "--batch", "3")
+    app = app_versions("v2", "0.2.0", marker="v2")
+    first = fleet.fab("deploy", "--app", str(app), "--batch", "3")  # (already there, or now)
     assert first.returncode == 0, first.stdout + first.stderr
     pids = [fleet.main_pid(i) for i in range(3)]
     pools = [fleet.pool(i) for i in range(3)]
@@ -116,21 +116,24 @@ def test_failure_before_the_switch_leaves_the_host_untouched(fleet, app_versions
 
 
 def test_rollback_and_status(fleet, app_versions):
-    app = app_versions("v5", "0.5.0", marker="v5")
-    old = fleet.current(0)
-    old_marker = fleet.health(0)["marker"]
-    assert fleet.fab("deploy", "--app", str(app), hosts=fleet.hosts(0)).returncode == 0
+    v2, v3 = app_versions("v2", "0.2.0", "v2"), app_versions("v3-fragile", "0.3.0", "v3", True)
+    for app in (v3, v2):  # healthy here: no unhealthy flag on this host
+        run = fleet.fab("deploy", "--app", str(app), hosts=fleet.hosts(0))
+        assert run.returncode == 0, run.stdout + run.stderr
     new = fleet.current(0)
+    assert new.startswith("0.2.0-") and fleet.health(0)["marker"] == "v2"
     status = fleet.fab("status", hosts=fleet.hosts(0))
     assert status.returncode == 0
     assert f"current {new}" in status.stdout and "healthy" in status.stdout
     run = fleet.fab("rollback", hosts=fleet.hosts(0))
     assert run.returncode == 0, run.stdout + run.stderr
-    assert fleet.current(0) == old
-    assert fleet.health(0)["marker"] == old_marker
+    old = fleet.current(0)
+    assert old.startswith("0.3.0-") and fleet.health(0)["marker"] == "v3"
     assert new not in fleet.releases(0)
     listed = fleet.fab("releases", hosts=fleet.hosts(0))
     assert f"[{fleet.hosts(0)}] {old} *" in listed.stdout
+    status = fleet.fab("status", hosts=fleet.hosts(0))
+    assert f"current {old}" in status.stdout
 
 
 def test_restart(fleet):
@@ -142,22 +145,22 @@ def test_restart(fleet):
 
 
 def test_keep_last_releases(fleet, app_versions):
-    for n in range(2):
-        app = app_versions(f"keep{n}", f"0.6.{n}", marker=f"keep{n}")
+    v2, v3 = app_versions("v2", "0.2.0", "v2"), app_versions("v3-fragile", "0.3.0", "v3", True)
+    for app in (v3, v2):
         run = fleet.fab("deploy", "--app", str(app), "--keep", "2", hosts=fleet.hosts(2))
         assert run.returncode == 0, run.stdout + run.stderr
     releases = fleet.releases(2)
-    assert len(releases) == 2 and fleet.current(2) in releases, releases
+    assert sorted(r.split("-")[0] for r in releases) == ["0.2.0", "0.3.0"], releases
+    assert fleet.current(2).startswith("0.2.0-")
 
 
 def test_host_keys_are_checked(fleet, tmp_path):
     empty = tmp_path / "known_hosts"
     empty.write_text("")
-    keys = [a for i in fleet.instances for a in ("--key", str(i.key_file))]
-    refused = fleet.fab("status", "--known-hosts", str(empty), *keys, hosts=fleet.hosts(0))
+    refused = fleet.fab("status", known_hosts=empty, hosts=fleet.hosts(0))
     assert refused.returncode != 0 and "host key not in known_hosts" in refused.stdout
     accepted = fleet.fab(
-        "status", "--known-hosts", str(empty), "--accept-new-host-keys", hosts=fleet.hosts(0)
+        "status", "--accept-new-host-keys", known_hosts=empty, hosts=fleet.hosts(0)
     )
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr
     recorded = empty.read_text().split()
@@ -165,10 +168,8 @@ def test_host_keys_are_checked(fleet, tmp_path):
     # A changed key is refused even with --accept-new-host-keys.
     wrong = fleet.known_hosts.read_text().splitlines()[1].split()[1:]
     empty.write_text(" ".join([recorded[0], *wrong]) + "\n")
-    changed = fleet.fab(
-        "status", "--known-hosts", str(empty), "--accept-new-host-keys", hosts=fleet.hosts(0)
-    )
-    assert changed.returncode != 0
+    changed = fleet.fab("status", "--accept-new-host-keys", known_hosts=empty, hosts=fleet.hosts(0))
+    assert changed.returncode != 0 and "BadHostKeyException" in changed.stdout
 
 
 @pytest.mark.parametrize(
