@@ -7,7 +7,8 @@
 Goals: bbq-stream >= 0.8x the store ceiling and >= 3x the seed-style job.
 
 Everything runs here on 127.0.0.1 (SecantusDB, bbq-rest, Spark local[2]); messages come
-through Spark's socket source from bbq-send's socket server. Needs the test venvs
+through Spark's socket source from bbq-send's socket server. For information, it also
+times the job draining a Zaqar queue (claim, store, delete) filled beforehand. Needs the test venvs
 (``tools/bootstrap --tests``). Usage::
 
     .venv/bin/python bench/bench_app.py [--events 60000] [--seed-events 15000]
@@ -35,6 +36,7 @@ from bbq.store import Store  # noqa: E402
 from tests.fixtures.mongo import MongoServer  # noqa: E402
 from tests.fixtures.rest import RestServer  # noqa: E402
 from tests.fixtures.spark import LOOPBACK_SPARK_CONF, conf_args, spark_env  # noqa: E402
+from tests.fixtures.zaqar import ZaqarServer  # noqa: E402
 
 SERVICES = ["web", "db", "cache", "queue", "auth"]
 
@@ -156,7 +158,10 @@ def stream_rate(spark, conf, lines: list[str], make_writer) -> tuple[float, obje
     query, _ = job.start(spark, conf, writer=writer)
     try:
         testing.wait_until(
-            lambda: writer.records >= len(lines), 600, interval=0.02, what="all events stored"
+            lambda: writer.records >= len(lines) or not query.isActive,
+            600,
+            interval=0.02,
+            what="all events stored",
         )
         done = time.monotonic()
         if query.exception() is not None:
@@ -165,6 +170,50 @@ def stream_rate(spark, conf, lines: list[str], make_writer) -> tuple[float, obje
         query.stop()
         sender.join(10)
     return len(lines) / (done - sent_at["first"]), writer
+
+
+def zaqar_rate(spark, mongo, rest, zaqar, n: int) -> float:
+    """Events/s of the job draining a Zaqar queue filled beforehand (claim, store, delete)."""
+    queue = zaqar.new_queue()
+    client_queue = zaqar.client().queue(queue)
+    sent, errors = send.post_to_zaqar(client_queue, messages(n, "zq"), 262144, 3600, 1000)
+    assert sent == n and not errors
+    db = mongo.new_database()
+    conf = config.load(
+        conf_args(
+            source="zaqar",
+            mongo_url=mongo.url,
+            database=db,
+            rest_url=rest.url,
+            stream__batch_interval=0.5,
+            stream__max_batch_messages=5000,
+            zaqar__delete_ids_per_request=500,
+            zaqar__url=zaqar.url,
+            zaqar__queue=queue,
+            zaqar__project_id="bbq-tests",
+        )
+    )
+    writer = job.BatchWriter(conf)
+    query, _ = job.start(spark, conf, writer=writer)
+    try:
+        # Sustained rate: from the end of the first batch (query start-up excluded).
+        testing.wait_until(
+            lambda: writer.records > 0 or not query.isActive, 300, interval=0.01, what="batch"
+        )
+        first, started = writer.records, time.monotonic()
+        testing.wait_until(
+            lambda: writer.records >= n or not query.isActive, 600, interval=0.02, what="drained"
+        )
+        took = time.monotonic() - started
+        if query.exception() is not None:
+            raise RuntimeError(query.exception())
+        testing.wait_until(
+            lambda: client_queue.stats["messages"]["total"] == 0, 60, what="queue drained"
+        )
+    finally:
+        query.stop()
+    assert writer.store.packets.count_documents({}) == n
+    return (n - first) / took
 
 
 def main() -> int:
@@ -178,6 +227,9 @@ def main() -> int:
     parser.add_argument("--batch-interval", type=float, default=0.5)
     parser.add_argument("--partitions", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--zaqar-events", type=int, default=30000, help="0: skip the Zaqar source figure"
+    )
     args = parser.parse_args()
 
     os.environ.update(spark_env())
@@ -243,6 +295,14 @@ def main() -> int:
             assert seed_writer.store.packets.count_documents({}) == len(seed_lines)
             rates["seed"].append(seed)
 
+        zq = None
+        if args.zaqar_events:
+            zaqar = ZaqarServer(work / "zaqar")
+            try:
+                zq = zaqar_rate(spark, mongo, rest, zaqar, args.zaqar_events)
+            finally:
+                zaqar.stop()
+
         med = {k: statistics.median(v) for k, v in rates.items()}
         names = {
             "ceiling": "(a) store ceiling: raw insert_many, same documents",
@@ -258,6 +318,9 @@ def main() -> int:
         for key, name in names.items():
             each = ", ".join(f"{v:.0f}" for v in rates[key])
             print(f"  {name:<{width}}  {med[key]:>8.0f} events/s  (rounds: {each})")
+        if zq is not None:
+            label = f"bbq-stream draining a Zaqar queue ({args.zaqar_events} events)"
+            print(f"  {label:<{width}}  {zq:>8.0f} events/s  (after its first batch; one run)")
         for key in ("ceiling", "e2e"):
             cpu = statistics.median(server_cpu[key])
             other = statistics.median(client_cpu[key])

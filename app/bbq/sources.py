@@ -22,7 +22,9 @@ import datetime as dt
 import json
 import logging
 import os
+import queue
 import tempfile
+import threading
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -78,8 +80,30 @@ class ZaqarStreamReader(SimpleDataSourceStreamReader):
         self.delete_chunk = int(options.get("delete_ids_per_request", 50))
         self.claims_file = options.get("claims_file") or ""
         self._queue = None
+        self._delete_queue = None
+        # Claims not yet deleted, by the batch that read them; guarded by _lock because a
+        # helper thread deletes committed batches while Spark plans the next one.
         self._pending: dict[int, list[tuple[str, list[str]]]] = {}
+        self._lock = threading.Lock()
+        self._last_read = 0  # end offset of the last batch that claimed messages
+        self._last_committed = 0
+        self._to_delete: queue.Queue = queue.Queue()
+        self._deleter: threading.Thread | None = None
         self._released = False
+
+    _UNPICKLED = ("_lock", "_to_delete", "_deleter", "_queue", "_delete_queue")
+
+    def __getstate__(self) -> dict:
+        """Spark pickles the reader to plan reads: leave out locks, threads and clients."""
+        return {k: v for k, v in self.__dict__.items() if k not in self._UNPICKLED}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._to_delete = queue.Queue()
+        self._deleter = None
+        self._queue = None
+        self._delete_queue = None
 
     # -- Zaqar -------------------------------------------------------------------------
     @property
@@ -110,20 +134,24 @@ class ZaqarStreamReader(SimpleDataSourceStreamReader):
         return rows, claims
 
     def _delete(self, ids: list[str]) -> None:
+        if self._delete_queue is None:  # the deleter thread's own client
+            client = zaqar_client(self.url, self.project_id, self.auth)
+            self._delete_queue = client.queue(self.queue_name)
         for start in range(0, len(ids), self.delete_chunk):
-            self.queue.delete_messages(*ids[start : start + self.delete_chunk])
+            self._delete_queue.delete_messages(*ids[start : start + self.delete_chunk])
 
     # -- claims a crashed run left behind ------------------------------------------------
     def _save_claims(self) -> None:
         if not self.claims_file:
             return
-        claim_ids = [cid for claims in self._pending.values() for cid, _ in claims]
-        directory = os.path.dirname(self.claims_file) or "."
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".claims-")
-        with os.fdopen(fd, "w") as f:
-            json.dump(claim_ids, f)
-        os.replace(tmp, self.claims_file)
+        with self._lock:  # held while writing, so an older snapshot never lands last
+            claim_ids = [cid for claims in self._pending.values() for cid, _ in claims]
+            directory = os.path.dirname(self.claims_file) or "."
+            os.makedirs(directory, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".claims-")
+            with os.fdopen(fd, "w") as f:
+                json.dump(claim_ids, f)
+            os.replace(tmp, self.claims_file)
 
     def _release_old_claims(self) -> None:
         """Release the claims a previous run recorded but never committed (it died)."""
@@ -151,14 +179,16 @@ class ZaqarStreamReader(SimpleDataSourceStreamReader):
         self._release_old_claims()
         rows, claims = self._claim_batch()
         if not rows:
-            if any(b <= start["batch"] for b in self._pending):
+            if self._last_committed < self._last_read <= start["batch"]:
                 # Spark commits a batch only when it plans the next one: an empty batch
                 # lets it commit (delete) the last claimed messages now, not at the next
                 # message or when their claim expires.
                 return iter([]), {"batch": start["batch"] + 1}
             return iter([]), start
         end = start["batch"] + 1
-        self._pending[end] = claims
+        with self._lock:
+            self._pending[end] = claims
+            self._last_read = end
         self._save_claims()
         return iter(rows), {"batch": end}
 
@@ -169,13 +199,38 @@ class ZaqarStreamReader(SimpleDataSourceStreamReader):
         return iter([])
 
     def commit(self, end: dict) -> None:
-        done = [b for b in self._pending if b <= end["batch"]]
-        for batch in sorted(done):
-            for _claim_id, ids in self._pending[batch]:
-                self._delete(ids)
-            del self._pending[batch]
-        if done:
-            self._save_claims()
+        """Hand the committed batches' messages to the deleter thread and return: deleting
+        is off Spark's critical path. Should this process die first, the messages come
+        back (claim released or expired) and are stored again without duplicates."""
+        self._last_committed = max(self._last_committed, end["batch"])
+        if self._deleter is None:
+            self._deleter = threading.Thread(
+                target=self._delete_loop, name="zaqar-deleter", daemon=True
+            )
+            self._deleter.start()
+        self._to_delete.put(end["batch"])
+
+    def _delete_loop(self) -> None:
+        while True:
+            upto = self._to_delete.get()
+            with self._lock:
+                batches = sorted(b for b in self._pending if b <= upto)
+                work = [(b, list(self._pending[b])) for b in batches]
+            for batch, claims in work:
+                try:
+                    for _claim_id, ids in claims:
+                        self._delete(ids)
+                except Exception:
+                    LOG.exception("deleting batch %d's messages failed (they will return)", batch)
+                with self._lock:
+                    self._pending.pop(batch, None)
+            if work:
+                self._save_claims()
+
+    def pending_claims(self) -> int:
+        """Claims read but not yet deleted (for tests and monitoring)."""
+        with self._lock:
+            return sum(len(c) for c in self._pending.values())
 
 
 class ZaqarDataSource(DataSource):
