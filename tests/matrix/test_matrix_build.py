@@ -1,0 +1,86 @@
+"""Real builds: a two-row matrix with --jobs 2, one row made to fail, then re-runs.
+
+The rows are small (debian-minimal + bbq-base, tar only, plain filesystem) so the test
+stays within CI's budget. One row fails in its root.d phase through a test-only element
+switched by an environment variable that is not part of the fingerprint, so the same
+rows can then be built and skipped without changing the matrix.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.bake.conftest import run_bake
+from tests.matrix.conftest import write_matrix
+
+pytestmark = pytest.mark.slow
+
+GATE = """#!/bin/bash
+# Test-only: fail the build of the image named in BBQ_TEST_FAIL_IMAGE.
+set -eu -o pipefail
+if [ "${BBQ_TEST_FAIL_IMAGE:-}" = "${DIB_BBQ_IMAGE_NAME}" ]; then
+    echo "bbq-test-gate: failing ${DIB_BBQ_IMAGE_NAME} as asked" >&2
+    exit 1
+fi
+"""
+
+
+def _two_row_project(project: Path) -> None:
+    gate = project / "elements" / "bbq-test-gate" / "root.d" / "10-gate"
+    gate.parent.mkdir(parents=True)
+    gate.write_text(GATE)
+    gate.chmod(0o755)
+    for name in ("one", "two"):
+        (project / "image-specs" / f"{name}.yaml").write_text(
+            f"name: bbq-mx-{name}\nversion: '0.0.1'\ninclude: [common/debian.yaml]\n"
+            "types: [tar]\npartitioned: false\nelements: [bbq-test-gate]\n"
+        )
+    write_matrix(project, "specs: [one, two]\ndistros: [{distro: debian, release: bookworm}]\n")
+
+
+def _run(project: Path, env: dict | None = None):
+    result = run_bake(
+        "matrix", "--jobs", "2", "--output", "store", cwd=project, env=env, timeout=2400
+    )
+    summary = json.loads((project / "store" / "matrix-summary.json").read_text())
+    return result, summary, {r["row"]: r for r in summary["rows"]}
+
+
+def test_two_rows_in_parallel_a_failure_does_not_stop_the_other_and_reruns_skip(project):
+    _two_row_project(project)
+
+    result, summary, rows = _run(project, {"BBQ_TEST_FAIL_IMAGE": "bbq-mx-two"})
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert summary["built"] == ["one/debian-bookworm"]
+    assert summary["failed"] == ["two/debian-bookworm"]
+    assert summary["ok"] is False
+    one, two = rows["one/debian-bookworm"], rows["two/debian-bookworm"]
+    # Both rows started at once: the failing one did not wait for the other.
+    assert one["started"] < 10 and two["started"] < 10
+    assert two["seconds"] < one["seconds"]
+    assert "disk-image-create failed" in two["reason"]
+    failed_log = Path(two["reason"].rsplit("log: ", 1)[1])
+    assert "bbq-test-gate: failing bbq-mx-two as asked" in failed_log.read_text()
+    manifest = json.loads((Path(one["artifact"]) / "manifest.json").read_text())
+    assert manifest["status"] == "good" and manifest["smoke"]["passed"] is True
+    assert one["size"] == manifest["total_size"] > 0
+    table = result.stdout.splitlines()
+    assert table[0].split()[:5] == ["row", "fingerprint", "status", "time", "size"]
+    assert table[1].split()[:3] == ["one/debian-bookworm", one["fingerprint"][:12], "built"]
+    assert table[2].split()[:3] == ["two/debian-bookworm", two["fingerprint"][:12], "failed"]
+
+    result, summary, rows = _run(project)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert summary["skipped"] == ["one/debian-bookworm"]
+    assert summary["built"] == ["two/debian-bookworm"]
+    assert rows["two/debian-bookworm"]["fingerprint"] == two["fingerprint"]
+
+    result, summary, rows = _run(project)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert summary["skipped"] == ["one/debian-bookworm", "two/debian-bookworm"]
+    assert summary["built"] == [] and summary["failed"] == []
+    assert summary["seconds"] < 60
+    assert "building" not in result.stderr
