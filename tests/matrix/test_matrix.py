@@ -273,3 +273,17 @@ def test_table_lists_every_result(project):
     lines = matrices.table(results).splitlines()
     assert lines[1].split() == ["base/debian-bookworm", "f" * 12, "built", "150s", "300M"]
     assert lines[2].split() == ["x/centos-9", "-", "unbuildable", "-", "-", "why"]
+
+
+def test_a_specs_own_row_keeps_its_fingerprint(repo_matrix):
+    # The spark spec pins 4.3.0 itself: its 4.3.0 row is the spec unchanged, so artifacts
+    # built with `bake build image-specs/spark.yaml` count for the matrix and back.
+    rows = {r.id: r for r in matrices.expand(repo_matrix)}
+    row = rows["spark/debian-bookworm/spark-4.3.0"]
+    assert matrices.row_spec(repo_matrix, row) == repo_matrix.specs["spark"]
+
+
+def test_jobs_must_be_positive(project):
+    result = run_bake("matrix", "--jobs", "0", "--dry-run", cwd=project, env=MIRROR_ENV)
+    assert result.returncode == 2
+    assert "--jobs: must be at least 1 (value: 0)" in result.stderr
