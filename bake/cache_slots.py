@@ -112,12 +112,31 @@ def _merge(slot: Slot) -> int:
     return added
 
 
+def remove_stale(root: Path) -> list[Path]:
+    """Remove slots left by processes that no longer run (killed before they merged)."""
+    removed = []
+    for path in root.iterdir() if root.is_dir() else ():
+        try:
+            pid = int(path.name.rsplit("-", 2)[1])
+        except (IndexError, ValueError):
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+        except PermissionError:
+            continue
+    return removed
+
+
 @contextlib.contextmanager
 def slot(shared: Path, name: str) -> Iterator[Slot]:
     """A private DIB_IMAGE_CACHE for one build, seeded from and merged back into ``shared``."""
     shared.mkdir(parents=True, exist_ok=True)
     root = shared / SLOTS_DIR
     root.mkdir(exist_ok=True)
+    remove_stale(root)
     path = root / f"{name}-{os.getpid()}-{time.monotonic_ns()}"
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir()

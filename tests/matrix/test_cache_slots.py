@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -83,3 +84,20 @@ def test_apt_clean_in_a_slot_is_undone_by_the_keeper(tmp_path):
         assert seeded.exists()
         assert os.path.samefile(seeded, shared / "apt/debian/a_1_all.deb")
     assert slot.new_bytes == 0
+
+
+def test_slots_of_dead_processes_are_removed(tmp_path):
+    shared = _shared(tmp_path)
+    stale = shared / cache_slots.SLOTS_DIR / f"row-{_dead_pid()}-1"
+    stale.mkdir(parents=True)
+    live = shared / cache_slots.SLOTS_DIR / f"row-{os.getpid()}-1"
+    live.mkdir()
+    with cache_slots.slot(shared, "other"):
+        assert not stale.exists()
+        assert live.exists()
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
