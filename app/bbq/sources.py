@@ -29,6 +29,7 @@ import threading
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.datasource import DataSource, SimpleDataSourceStreamReader
+from zaqarclient.errors import ZaqarError
 
 LOG = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class ZaqarStreamReader(SimpleDataSourceStreamReader):
         self.max_batch = int(options.get("max_batch_messages", 20000))
         self.delete_chunk = int(options.get("delete_ids_per_request", 50))
         self.claims_file = options.get("claims_file") or ""
+        self._claim_errors = 0
         self._queue = None
         self._delete_queue = None
         # Claims not yet deleted, by the batch that read them; guarded by _lock because a
@@ -118,8 +120,15 @@ class ZaqarStreamReader(SimpleDataSourceStreamReader):
         claims: list[tuple[str, list[str]]] = []
         while len(rows) < self.max_batch:
             limit = min(self.claim_limit, self.max_batch - len(rows))
-            claim = self.queue.claim(ttl=self.claim_ttl, grace=self.claim_grace, limit=limit)
-            messages = list(claim)
+            try:
+                claim = self.queue.claim(ttl=self.claim_ttl, grace=self.claim_grace, limit=limit)
+                messages = list(claim)
+            except (ZaqarError, OSError) as exc:
+                # Zaqar busy or away for a moment: go with what was claimed so far and
+                # try again at the next trigger, rather than failing the query.
+                LOG.warning("claiming from %s failed: %s", self.queue_name, exc)
+                self._claim_errors += 1
+                break
             if not messages:
                 break
             now = dt.datetime.now(dt.UTC)
