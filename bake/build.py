@@ -71,7 +71,8 @@ def packages(output_dir: Path, name: str) -> list[dict[str, str]]:
         return []
     data = json.loads(manifest.read_text())
     return [
-        {"name": p["package"], "version": p["version"], "arch": p["arch"]}
+        # dpkg names multi-arch packages "name:arch"; the arch is recorded on its own.
+        {"name": p["package"].split(":")[0], "version": p["version"], "arch": p["arch"]}
         for p in data.get("packages", [])
     ]
 
