@@ -1,6 +1,6 @@
 """In-place updates of running bbq instances: ``fab -l`` lists the tasks.
 
-Thin: every task hands its options to :func:`bake.bake_deploy.run_task`. Hosts come from
+Thin: every task hands its options to :func:`bake.deploy.run_task`. Hosts come from
 ``-H host1,host2`` (``[user@]host[:port]``) or from Nova (``--role``/``--image``, address on
 ``--network``, credentials from ``--os-cloud``/``OS_*``). ``fabric.yaml`` selects
 ``bake.deploy.RolloutExecutor`` so that each task sees all its hosts at once.
@@ -11,6 +11,8 @@ Example::
     fab deploy --role rest --network private --os-cloud mycloud
     fab -H 10.0.0.5 status
 """
+
+from pathlib import Path
 
 from fabric import task
 from invoke.exceptions import Exit
@@ -31,7 +33,7 @@ HOSTS = {
     "max-fail": "failed hosts tolerated before the rollout stops",
 }
 DEPLOY = {
-    "app": "the app source directory",
+    "app": "the app source directory (default: app/ beside this fabfile)",
     "keep": "releases kept per host",
     "mode": "clone (hard-linked copy of the current venv, changed wheels reinstalled) or fresh",
     "health-timeout": "seconds to wait for the units and the health endpoint",
@@ -84,13 +86,13 @@ def deploy(
     accept_new_host_keys=False,
     batch=1,
     max_fail=0,
-    app="app",
+    app=None,
     keep=3,
     mode="clone",
     health_timeout=60,
 ):
     """Ship the app to every host: new wheels only, atomic switch, health check, rollback."""
-    _run("deploy", locals())
+    _run("deploy", {**locals(), "app": app or str(Path(__file__).parent / "app")})
 
 
 deploy.body.all_hosts = True

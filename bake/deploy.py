@@ -237,14 +237,31 @@ for path in sorted(glob.glob(root + "/releases/*/")):
     if os.path.exists(marker):
         state["releases"].append([os.path.basename(path.rstrip("/")), os.stat(marker).st_mtime])
 state["releases"].sort(key=lambda r: r[1])
+# Pool hashes are remembered by (size, mtime): a wheel is hashed again only once changed.
+known_path = os.path.join(root, "wheels", ".sha256.json")
+try:
+    with open(known_path) as f:
+        known = json.load(f)
+except (OSError, ValueError):
+    known = {}
+changed = False
 for name in want:
     path = os.path.join(root, "wheels", name)
     if os.path.isfile(path):
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        state["pool"][name] = digest.hexdigest()
+        st = os.stat(path)
+        entry = known.get(name)
+        if not entry or entry[:2] != [st.st_size, st.st_mtime_ns]:
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            known[name] = entry = [st.st_size, st.st_mtime_ns, digest.hexdigest()]
+            changed = True
+        state["pool"][name] = entry[2]
+if changed and os.path.isdir(os.path.join(root, "wheels")):
+    with open(known_path + ".new", "w") as f:
+        json.dump(known, f)
+    os.replace(known_path + ".new", known_path)
 out = subprocess.run(["systemctl", "list-unit-files", "--no-legend", "--state=enabled",
                       "bbq-*.service"], capture_output=True, text=True).stdout
 state["units"] = [line.split()[0] for line in out.splitlines() if line.strip()]
@@ -313,6 +330,10 @@ class Build:
     @property
     def total_bytes(self) -> int:
         return sum(self.sizes.values())
+
+    def manifest(self) -> str:
+        """``sha256sum`` lines of every wheel, sorted by name (a release's WHEELS file)."""
+        return "\n".join(f"{self.hashes[w]}  {w}" for w in sorted(self.house.wheels))
 
     def app_wheels(self) -> list[str]:
         return [w for w in self.house.wheels if w.split("-")[0].lower() == APP]
@@ -402,13 +423,15 @@ def check_health(c, units: Sequence[str], url: str | None, timeout: float) -> st
 
 _INSTALL = r"""
 set -eu -o pipefail
-release=$1 base=$2 mode=$3 stage=$4 version=$5; shift 5
+release=$1 base=$2 mode=$3 stage=$4 version=$5 manifest=$6; shift 6
 target={releases}/$release
-owner=$(stat -c %U:%G {releases})
 # Wheels the host already has join the staging directory as hard links.
 for wheel in "$@"; do
     [ -e "$stage/$wheel" ] || ln "{pool}/$wheel" "$stage/$wheel"
 done
+# WHEELS (the manifest argument, sha256sum lines): what a release is built from, so that a
+# clone of it knows what must change.
+deps() {{ grep -v "  {app}-" || true; }}
 pip=(-m pip install --quiet --no-index --no-cache-dir --disable-pip-version-check)
 rm -rf "$target"
 if [ "$mode" = clone ] && [ -n "$base" ] && [ -x "{releases}/$base/bin/python" ]; then
@@ -421,12 +444,18 @@ if [ "$mode" = clone ] && [ -n "$base" ] && [ -x "{releases}/$base/bin/python" ]
     done
     sed -i "s|{releases}/$base\b|{releases}/$release|g" "$target/pyvenv.cfg"
     "$target/bin/python" "${{pip[@]}}" --no-deps --force-reinstall "$stage"/{app}-*.whl
-    # Every other wheel: pip installs those whose version differs, keeps the rest.
-    "$target/bin/python" "${{pip[@]}}" --find-links "$stage" "$stage"/*.whl
+    # The other wheels, unless the base was built from exactly these: pip installs those
+    # whose version differs and keeps the rest.
+    if [ ! -f "$target/WHEELS" ] || [ "$(deps < "$target/WHEELS")" != "$(deps <<< "$manifest")" ]
+    then
+        "$target/bin/python" "${{pip[@]}}" --find-links "$stage" "$stage"/*.whl
+    fi
 else
     python3 -m venv "$target"
     "$target/bin/python" "${{pip[@]}}" --find-links "$stage" "{app}==$version"
 fi
+echo "$manifest" > "$target/WHEELS.new"
+mv -f "$target/WHEELS.new" "$target/WHEELS"
 """
 
 _PRECHECK = r"""
@@ -513,7 +542,15 @@ def deploy_host(
             _script(
                 c,
                 _INSTALL,
-                [build.release, state.current, mode, stage, build.house.version, *present],
+                [
+                    build.release,
+                    state.current,
+                    mode,
+                    stage,
+                    build.house.version,
+                    build.manifest(),
+                    *present,
+                ],
                 "offline install",
             )
         version = _script(c, _PRECHECK, [build.release, *state.units], "pre-switch check").strip()
@@ -548,7 +585,7 @@ def deploy_host(
             _switch(c, state.current)
             _restart(c, state.units)
             again = check_health(c, state.units, state.health_url, health_timeout)
-            _sh(c, f"rm -rf {shlex.quote(f'{RELEASES}/{build.release}')}")
+            discard(c, [build.release])
             result.result, result.message = ROLLED_BACK, why
             if again:
                 result.message += f"; old release unhealthy too: {again}"
@@ -573,6 +610,17 @@ def _reason(exc: Exception) -> str:
     return text.splitlines()[0] if isinstance(exc, DeployError) else f"{type(exc).__name__}: {text}"
 
 
+def discard(c, releases: Sequence[str]) -> None:
+    """Remove releases: moved away at once (hidden names are no releases), deleted after."""
+    paths = " ".join(shlex.quote(f"{RELEASES}/{r}") for r in releases)
+    _check(
+        c,
+        f'trash=$(mktemp -d {RELEASES}/.gone.XXXXXX) && mv {paths} "$trash/" && '
+        '(setsid rm -rf "$trash" </dev/null >/dev/null 2>&1 &)',
+        "removing releases",
+    )
+
+
 def prune(c, keep: int) -> list[str]:
     """Remove all but the newest ``keep`` releases (never current or its rollback target)."""
     state = host_state(c)
@@ -580,8 +628,7 @@ def prune(c, keep: int) -> list[str]:
     kept = set(state.releases[-keep:]) | protected
     gone = [r for r in state.releases if r not in kept]
     if gone:
-        paths = " ".join(shlex.quote(f"{RELEASES}/{r}") for r in gone)
-        _check(c, f"rm -rf {paths}", "removing old releases")
+        discard(c, gone)
     return gone
 
 
@@ -601,7 +648,7 @@ def rollback_host(c, health_timeout: float = HEALTH_TIMEOUT, label: str | None =
         _restart(c, state.units)
         result.restarted = True
         # The release rolled back from goes: the next rollback steps further back.
-        _check(c, f"rm -rf {shlex.quote(f'{RELEASES}/{state.current}')}", "removing release")
+        discard(c, [state.current])
         why = check_health(c, state.units, state.health_url, health_timeout)
         result.result, result.message = (FAILED, why) if why else (OK, "")
         say(label, f"rolled back {state.current} -> {target}" + (f": {why}" if why else ""))

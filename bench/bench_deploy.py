@@ -63,9 +63,10 @@ def timed_deploy(fleet: Fleet, indexes: list[int], build: deploy.Build):
         with deploy.connect(target, ssh) as c:
             return deploy.deploy_host(c, build, label=target.label)
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     results = deploy.rollout(targets, act, batch=len(targets))
     wall = time.perf_counter() - start
+    print(f"deployer CPU {time.process_time() - cpu:.1f} s for {len(targets)} host(s)", flush=True)
     print(deploy.table(results), flush=True)
     bad = [r for r in results if r.result != deploy.DEPLOYED]
     if bad:
@@ -139,7 +140,7 @@ def seed_way(fleet: Fleet, work: Path, app: Path, env: dict[str, str]) -> list[f
             command = (
                 "set -e; rm -rf /opt/seed; mkdir -p /opt/seed; cd /opt/seed; "
                 f"git clone -q git://127.0.0.1:{port}/bbq.git src; python3 -m venv venv; "
-                f"{exports} venv/bin/pip install -q --no-cache-dir -r src/requirements.txt"
+                f"cd src && {exports} ../venv/bin/pip install -q --no-cache-dir -r requirements.txt"
             )
             start = time.perf_counter()
             result = instance.run(f"bash -c {shlex.quote(command)}", timeout=1800)

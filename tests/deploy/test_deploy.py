@@ -146,9 +146,15 @@ def test_restart(fleet):
 
 def test_keep_last_releases(fleet, app_versions):
     v2, v3 = app_versions("v2", "0.2.0", "v2"), app_versions("v3-fragile", "0.3.0", "v3", True)
-    for app in (v3, v2):
-        run = fleet.fab("deploy", "--app", str(app), "--keep", "2", hosts=fleet.hosts(2))
+    for app, mode in ((v3, "fresh"), (v2, "clone")):
+        run = fleet.fab(
+            "deploy", "--app", str(app), "--keep", "2", "--mode", mode, hosts=fleet.hosts(2)
+        )
         assert run.returncode == 0, run.stdout + run.stderr
+        if mode == "fresh":  # a new venv installed offline from the wheels alone
+            assert f"({mode}) offline" in run.stdout or "reusing it" in run.stdout
+            assert fleet.health(2)["marker"] == "v3"
+            assert "Version: 0.3.0" in fleet.sh(2, "/opt/bbq/current/bin/pip show bbq")
     releases = fleet.releases(2)
     assert sorted(r.split("-")[0] for r in releases) == ["0.2.0", "0.3.0"], releases
     assert fleet.current(2).startswith("0.2.0-")
