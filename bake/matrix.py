@@ -344,13 +344,29 @@ def row_spec(matrix: Matrix, row: Row, partitioned: bool | None = None) -> specs
     if row.spark:
         version = next(v for v in matrix.spark_versions if v["version"] == row.spark)
         environment = dict(spec.environment)
-        environment["DIB_SPARK_VERSION"] = row.spark
+        current = environment.get("DIB_SPARK_VERSION", element_spark_version(matrix))
+        if row.spark != current or "sha256" in version:
+            environment["DIB_SPARK_VERSION"] = row.spark
         if "sha256" in version:
             environment["DIB_SPARK_SHA256"] = version["sha256"]
         changes["environment"] = environment
     if partitioned is not None:
         changes["partitioned"] = partitioned
     return spec.replace(**changes)
+
+
+_SPARK_DEFAULT = re.compile(r"DIB_SPARK_VERSION:-([0-9][0-9.]*)\}")
+
+
+def element_spark_version(matrix: Matrix) -> str | None:
+    """The Spark version the spark element builds when a spec does not say (its default).
+
+    A row of that version leaves the spec as it is, so its fingerprint is the spec's own
+    (artifacts built with ``bake build`` count as the row's, and the other way round).
+    """
+    path = matrix.elements_dir / "spark" / "environment.d" / "10-spark.bash"
+    match = _SPARK_DEFAULT.search(path.read_text()) if path.is_file() else None
+    return match.group(1) if match else None
 
 
 def row_plan(matrix: Matrix, row: Row, environ: Mapping[str, str], partitioned: bool | None = None):

@@ -278,9 +278,14 @@ def test_table_lists_every_result(project):
 def test_a_specs_own_row_keeps_its_fingerprint(repo_matrix):
     # The spark spec pins 4.3.0 itself: its 4.3.0 row is the spec unchanged, so artifacts
     # built with `bake build image-specs/spark.yaml` count for the matrix and back.
+    # streaming takes the element's default version (4.3.0): the same holds.
+    assert matrices.element_spark_version(repo_matrix) == "4.3.0"
     rows = {r.id: r for r in matrices.expand(repo_matrix)}
-    row = rows["spark/debian-bookworm/spark-4.3.0"]
-    assert matrices.row_spec(repo_matrix, row) == repo_matrix.specs["spark"]
+    for spec in ("spark", "streaming"):
+        row = rows[f"{spec}/debian-bookworm/spark-4.3.0"]
+        assert matrices.row_spec(repo_matrix, row) == repo_matrix.specs[spec]
+    other = matrices.row_spec(repo_matrix, rows["streaming/debian-bookworm/spark-3.5.7"])
+    assert other.environment["DIB_SPARK_VERSION"] == "3.5.7"
 
 
 def test_jobs_must_be_positive(project):
