@@ -25,13 +25,16 @@ Example::
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import fnmatch
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -536,6 +539,44 @@ def run_matrix(
     return [results[row] for row in rows if row in results]
 
 
+class Workers:
+    """The running worker processes: a signal to ``bake matrix`` is passed on to each.
+
+    Workers run in sessions of their own, so a terminal's Ctrl-C reaches them once, through
+    :meth:`stop`; each worker's build then stops and cleans up as ``bake build`` does.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running: set[subprocess.Popen] = set()
+        self.signum: int | None = None
+
+    def start(self, args: list[str], **kwargs: Any) -> subprocess.Popen | None:
+        """Start a worker, or None once stopped (rows not begun are not started)."""
+        with self.lock:
+            if self.signum is not None:
+                return None
+            process = subprocess.Popen(args, start_new_session=True, **kwargs)
+            self.running.add(process)
+            return process
+
+    def done(self, process: subprocess.Popen) -> None:
+        with self.lock:
+            self.running.discard(process)
+
+    def stop(self, signum: int, _frame: Any = None) -> None:
+        """Signal handler: pass ``signum`` on to every worker, start no more."""
+        with self.lock:
+            if self.signum is None:
+                self.signum = signum
+            for process in self.running:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signum)
+
+
+WORKERS = Workers()
+
+
 def _build_row(
     matrix: Matrix,
     row: Row,
@@ -568,18 +609,25 @@ def _build_row(
         env = dict(environ)
         env["DIB_IMAGE_CACHE"] = str(slot.path)
         with open(log_path, "w") as log:
-            process = subprocess.run(
+            process = WORKERS.start(
                 [sys.executable, "-m", "bake.matrix", "worker", json.dumps(request)],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=log,
                 text=True,
             )
+            output = ""
+            if process is not None:
+                output, _ = process.communicate()
+                WORKERS.done(process)
     seconds = time.monotonic() - start - started
     try:
-        answer = json.loads(process.stdout.strip().splitlines()[-1])
+        answer = json.loads(output.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
-        answer = {"status": "failed", "reason": f"worker exited {process.returncode}"}
+        if process is None:
+            answer = {"status": "failed", "reason": "not started: interrupted"}
+        else:
+            answer = {"status": "failed", "reason": f"worker exited {process.returncode}"}
     result = Result(
         row,
         answer["status"],
@@ -726,15 +774,21 @@ def command(args) -> int:
     if not rows:
         raise CommandError(f"{args.matrix}: no row matches --only/--except")
     started = time.monotonic()
-    results = run_matrix(
-        matrix,
-        rows,
-        Path(args.output),
-        jobs=args.jobs,
-        dry_run=args.dry_run,
-        smoke=not args.no_test,
-        partitioned=args.partitioned,
-    )
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, WORKERS.stop) for sig in signals}
+    try:
+        results = run_matrix(
+            matrix,
+            rows,
+            Path(args.output),
+            jobs=args.jobs,
+            dry_run=args.dry_run,
+            smoke=not args.no_test,
+            partitioned=args.partitioned,
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     excluded = [r for r in rows if r.status == "excluded"]
     data = summary(results, excluded, args.jobs, time.monotonic() - started)
     data["dry_run"] = args.dry_run
@@ -743,6 +797,10 @@ def command(args) -> int:
     summary_path.write_text(json.dumps(data, indent=2) + "\n")
     print(table(results))
     print(f"summary: {summary_path}")
+    if WORKERS.signum is not None:
+        name = signal.Signals(WORKERS.signum).name
+        print(f"bake: matrix: interrupted by {name}; unfinished rows kept nothing", file=sys.stderr)
+        return 128 + WORKERS.signum
     return 1 if data["failed"] else 0
 
 

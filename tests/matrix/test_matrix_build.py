@@ -84,3 +84,51 @@ def test_two_rows_in_parallel_a_failure_does_not_stop_the_other_and_reruns_skip(
     assert summary["built"] == [] and summary["failed"] == []
     assert summary["seconds"] < 60
     assert "building" not in result.stderr
+
+
+def test_sigterm_stops_every_row_and_keeps_nothing(project):
+    """SIGTERM to `bake matrix` alone reaches both running builds; they stop and clean up."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from tests.bake.conftest import BAKE
+
+    _two_row_project(project)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIB_")}
+    process = subprocess.Popen(
+        [str(BAKE), "matrix", "--jobs", "2", "--output", "store"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    logs = project / "store" / ".matrix"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        texts = [p.read_text() for p in logs.glob("*.log")] if logs.is_dir() else []
+        # extra-data.d: the chroot exists, with the slot's apt archive bind-mounted in it.
+        if len(texts) == 2 and all("extra-data.d" in t for t in texts):
+            break
+        assert process.poll() is None, process.communicate()
+        time.sleep(1)
+    else:
+        pytest.fail("the two builds did not reach extra-data.d")
+    slots = Path.home() / ".cache" / "image-create" / ".bake-slots"
+    ours = [p for p in slots.iterdir() if f"-{process.pid}-" in p.name]
+    assert len(ours) == 2
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert "interrupted by SIGTERM" in stderr
+    summary = json.loads((project / "store" / "matrix-summary.json").read_text())
+    assert sorted(summary["failed"]) == ["one/debian-bookworm", "two/debian-bookworm"]
+    for row in summary["rows"]:
+        assert "interrupted" in row["reason"], row
+    assert not list((project / "store").glob("bbq-*"))
+    assert not [p for p in (project / "store" / ".tmp").iterdir()]
+    assert not [p for p in ours if p.exists()]
+    with open("/proc/self/mounts") as mounts:
+        assert str(project) not in mounts.read()
