@@ -7,7 +7,8 @@ matrix lists under ``spark``). Every row ends in one status:
 - ``failed`` (build or smoke test failed; the other rows go on),
 - ``validated`` (planned and dry-run only: listed under ``validate-only``, or its distro's
   mirror does not answer on this host),
-- ``unbuildable`` (listed under ``unbuildable``; its reason is shown).
+- ``unbuildable`` (listed under ``unbuildable``; its reason is shown),
+- ``would build`` (``--dry-run`` only: buildable here, not built).
 
 Excluded rows are left out of the table (the summary lists them with their reason).
 
