@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import datetime as dt
 import json
 import logging
 import signal
@@ -59,11 +60,12 @@ def store_rows(settings: dict, max_bytes: int, batch_id: int, index: int, rows) 
     good: list[dict] = []
     dead: list[dict] = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        now = dt.datetime.now(dt.UTC)  # for sources without a per-message receive time
         for n, (value, received, msgid) in enumerate(rows, 1):
             doc, bad = records.normalise(
                 value,
                 max_bytes=max_bytes,
-                received=received,
+                received=received or now,
                 source_id=msgid,
                 position=f"{batch_id}:{index}:{n}",
             )
