@@ -36,6 +36,8 @@ from bake.instances import free_port, unpacked_rootfs  # noqa: E402
 from tests.deploy.fleet import Fleet, app_variant  # noqa: E402
 
 BAKE = str(Path(sys.executable).parent / "bake")
+# Releases kept: 2, so that every timed deploy also prunes one (steady state, all hosts alike).
+KEEP = 2
 
 
 def rest_rootfs(work: Path, store: Path) -> Path:
@@ -55,13 +57,13 @@ def rest_rootfs(work: Path, store: Path) -> Path:
     return unpacked_rootfs(tar, work / "rootfs")
 
 
-def timed_deploy(fleet: Fleet, indexes: list[int], build: deploy.Build):
+def timed_deploy(fleet: Fleet, indexes: list[int], build: deploy.Build, keep: int = KEEP):
     ssh = deploy.SshOptions(fleet.known_hosts, tuple(i.key_file for i in fleet.instances), False)
     targets = [deploy.Target(fleet.instances[i].host, fleet.instances[i].port) for i in indexes]
 
     def act(target):
         with deploy.connect(target, ssh) as c:
-            return deploy.deploy_host(c, build, label=target.label)
+            return deploy.deploy_host(c, build, keep=keep, label=target.label)
 
     start, cpu = time.perf_counter(), time.process_time()
     results = deploy.rollout(targets, act, batch=len(targets))
@@ -85,6 +87,11 @@ def pip_handover() -> tuple[list[tuple[Path, str]], dict[str, str], dict[str, st
     for directory in ("/opt/pypi", "/opt/pypi-more", "/opt/wheels"):
         if directory in text and Path(directory).is_dir():
             binds.append((Path(directory), directory))
+    # The CA bundle pip trusts here (it may hold a proxy's CA the image lacks).
+    cert = Path(env.get("PIP_CERT", "/etc/ssl/certs/ca-certificates.crt"))
+    if cert.is_file():
+        files["/opt/bench/ca.crt"] = cert.read_text()
+        env["PIP_CERT"] = "/opt/bench/ca.crt"
     return binds, files, env
 
 
@@ -163,18 +170,20 @@ def main() -> None:
     try:
         rootfs = args.rootfs or rest_rootfs(work, work / "store")
         binds, files, pip_env = pip_handover()
-        app_w = app_variant(work / "app-w", "0.1.0", marker="bench-warm-up")
+        warm = [app_variant(work / f"app-w{i}", "0.1.0", f"bench-warm-up-{i}") for i in (1, 2)]
         app_a = app_variant(work / "app-a", "0.1.0", marker="bench-a")
         app_b = app_variant(work / "app-b", "0.1.0", marker="bench-b")
-        build_w = deploy.build_wheelhouse(app_w)
+        warm_builds = [deploy.build_wheelhouse(app) for app in warm]
         build_a, build_b = deploy.build_wheelhouse(app_a), deploy.build_wheelhouse(app_b)
         with contextlib.ExitStack() as stack:
             fleet = stack.enter_context(
                 Fleet.boot(rootfs, work / "fleet", 4, "bbq-bench", binds=binds, files=files)
             )
-            # Warm-up, untimed: the first change on an instance copies the image's venv up into
-            # its overlay (a test-bed cost: on a VM's own disk the hard links are free).
-            timed_deploy(fleet, [0, 1, 2, 3], build_w)
+            # Warm-up, untimed, two deploys everywhere: the first change on an instance copies
+            # the image's venv up into its overlay, and pruning the image's release copies it
+            # again (test-bed costs: on a VM's own disk hard links and renames are free).
+            for build in warm_builds:
+                timed_deploy(fleet, [0, 1, 2, 3], build)
             one, results_one = timed_deploy(fleet, [0], build_a)
             four, results_four = timed_deploy(fleet, [0, 1, 2, 3], build_b)
             full = build_b.total_bytes

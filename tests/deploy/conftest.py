@@ -4,10 +4,12 @@ systemd, the image's own bbq-rest service), booted once per session; app version
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
 
+from bake.deploy import build_wheelhouse
 from bake.instances import unpacked_rootfs
 from tests.deploy.fleet import Fleet, app_variant
 
@@ -27,25 +29,43 @@ def rest_rootfs(request, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def fleet(rest_rootfs, tmp_path_factory):
+def fleet(rest_rootfs, app_versions, tmp_path_factory):
     """Three booted bbq-rest instances, shared by the deploy tests (each test reads the state
     it starts from)."""
     with Fleet.boot(rest_rootfs, tmp_path_factory.mktemp("fleet"), count=3) as booted:
         yield booted
 
 
+# The app versions the tests ship: name -> (version, /healthz marker, fails when flagged).
+VARIANTS = {"v2": ("0.2.0", "v2", False), "v3-fragile": ("0.3.0", "v3", True)}
+
+
 @pytest.fixture(scope="session")
 def app_versions(tmp_path_factory):
-    """Make app copies: ``app_versions(name, version, marker, fail_when_flagged=False)``."""
+    """``app_versions(name)``: the app copy for a VARIANTS name, its wheelhouse built (once,
+    in the background while the instances boot)."""
     root = tmp_path_factory.mktemp("apps")
+    for name, (version, marker, fragile) in VARIANTS.items():
+        app_variant(root / name, version, marker, fragile)
+    errors = []
 
-    def make(name, version, marker, fail_when_flagged=False):
-        # Made once per name: the same source, hence the same (cached) wheelhouse.
-        if not (root / name).exists():
-            app_variant(root / name, version, marker, fail_when_flagged)
+    def build():
+        for name in VARIANTS:
+            try:
+                build_wheelhouse(root / name)
+            except Exception as exc:  # reported when a test asks for the version
+                errors.append(exc)
+
+    builder = threading.Thread(target=build, daemon=True)
+    builder.start()
+
+    def get(name):
+        builder.join()
+        if errors:
+            raise errors[0]
         return root / name
 
-    return make
+    return get
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,7 @@ def test_fab_lists_the_tasks():
 
 
 def test_deploy_new_version_everywhere(fleet, app_versions):
-    app = app_versions("v2", "0.2.0", marker="v2")
+    app = app_versions("v2")
     before = [fleet.current(i) for i in range(3)]
     pids = [fleet.main_pid(i) for i in range(3)]
     run = fleet.fab("deploy", "--app", str(app), "--batch", "2")
@@ -51,7 +51,7 @@ def test_deploy_new_version_everywhere(fleet, app_versions):
 
 
 def test_second_identical_deploy_sends_and_restarts_nothing(fleet, app_versions):
-    app = app_versions("v2", "0.2.0", marker="v2")
+    app = app_versions("v2")
     first = fleet.fab("deploy", "--app", str(app), "--batch", "3")  # (already there, or now)
     assert first.returncode == 0, first.stdout + first.stderr
     pids = [fleet.main_pid(i) for i in range(3)]
@@ -66,7 +66,7 @@ def test_second_identical_deploy_sends_and_restarts_nothing(fleet, app_versions)
 
 
 def test_failing_health_rolls_back_that_host_and_stops_the_rollout(fleet, app_versions):
-    app = app_versions("v3-fragile", "0.3.0", marker="v3", fail_when_flagged=True)
+    app = app_versions("v3-fragile")
     before = [fleet.current(i) for i in range(3)]
     markers = [fleet.health(i)["marker"] for i in range(3)]
     untouched = (fleet.releases(2), fleet.pool(2), fleet.main_pid(2))
@@ -101,22 +101,30 @@ def test_failing_health_rolls_back_that_host_and_stops_the_rollout(fleet, app_ve
 
 
 def test_failure_before_the_switch_leaves_the_host_untouched(fleet, app_versions):
-    app = app_versions("v4-broken", "0.4.0", marker="v4")
-    setup = app / "setup.cfg"  # the new release lacks the program bbq-rest.service runs
-    setup.write_text(
-        setup.read_text().replace("bbq-rest = bbq.rest:main", "bbq-web = bbq.rest:main")
+    # The host runs one more bbq unit, whose program the new release does not have.
+    unit = "/etc/systemd/system/bbq-extra.service"
+    fleet.sh(
+        2,
+        f"printf '[Service]\\nExecStart=/opt/bbq/current/bin/bbq-extra\\n"
+        f"[Install]\\nWantedBy=multi-user.target\\n' > {unit} && systemctl daemon-reload && "
+        "systemctl enable -q bbq-extra.service",
     )
-    before = (fleet.current(2), fleet.releases(2), fleet.main_pid(2))
-    run = fleet.fab("deploy", "--app", str(app), hosts=fleet.hosts(2))
+    before = (fleet.current(2), fleet.releases(2), fleet.main_pid(2), fleet.pool(2))
+    try:
+        run = fleet.fab("deploy", "--app", str(app_versions("v3-fragile")), hosts=fleet.hosts(2))
+    finally:
+        fleet.sh(
+            2, f"systemctl disable -q bbq-extra.service; rm -f {unit}; systemctl daemon-reload"
+        )
     assert run.returncode != 0
-    assert "bin/bbq-rest missing in the new release" in run.stdout
+    assert "bbq-extra.service: bin/bbq-extra missing in the new release" in run.stdout
     assert rows(run.stdout)[fleet.hosts(2)][2] == "failed"
-    assert (fleet.current(2), fleet.releases(2), fleet.main_pid(2)) == before
+    assert (fleet.current(2), fleet.releases(2), fleet.main_pid(2), fleet.pool(2)) == before
     assert fleet.health(2)["status"] == "ok"
 
 
 def test_rollback_and_status(fleet, app_versions):
-    v2, v3 = app_versions("v2", "0.2.0", "v2"), app_versions("v3-fragile", "0.3.0", "v3", True)
+    v2, v3 = app_versions("v2"), app_versions("v3-fragile")
     for app in (v3, v2):  # healthy here: no unhealthy flag on this host
         run = fleet.fab("deploy", "--app", str(app), hosts=fleet.hosts(0))
         assert run.returncode == 0, run.stdout + run.stderr
@@ -145,7 +153,7 @@ def test_restart(fleet):
 
 
 def test_keep_last_releases(fleet, app_versions):
-    v2, v3 = app_versions("v2", "0.2.0", "v2"), app_versions("v3-fragile", "0.3.0", "v3", True)
+    v2, v3 = app_versions("v2"), app_versions("v3-fragile")
     for app, mode in ((v3, "fresh"), (v2, "clone")):
         run = fleet.fab(
             "deploy", "--app", str(app), "--keep", "2", "--mode", mode, hosts=fleet.hosts(2)
