@@ -578,8 +578,12 @@ def deploy_host(
         why = check_health(c, state.units, state.health_url, health_timeout)
         if not why:
             result.result = DEPLOYED
-            removed = prune(c, keep)
-            say(label, "healthy" + (f"; removed {', '.join(removed)}" if removed else ""))
+            try:
+                removed = prune(c, keep)
+                say(label, "healthy" + (f"; removed {', '.join(removed)}" if removed else ""))
+            except Exception as exc:  # deployed and healthy all the same
+                result.message = f"old releases kept: {_reason(exc)}"
+                say(label, f"healthy; {result.message}")
         else:
             say(label, f"UNHEALTHY: {why}; rolling back to {state.current}")
             _switch(c, state.current)
@@ -592,6 +596,12 @@ def deploy_host(
             say(label, f"back on {state.current}" + (f", unhealthy: {again}" if again else ""))
     except Exception as exc:
         result.result, result.message = FAILED, _reason(exc)
+        try:  # best effort: back on the release it ran before
+            _switch(c, state.current)
+            _restart(c, state.units)
+            result.message += f"; switched back to {state.current}"
+        except Exception:
+            result.message += f"; could not switch back to {state.current}"
         say(label, f"FAILED after the switch: {result.message}")
     result.seconds = round(time.monotonic() - start, 1)
     return result
