@@ -9,6 +9,7 @@ import pytest
 
 from bake import build
 from bake.artifacts import Store
+from bake.spec import spec_files
 from tests.bake.conftest import MIRROR_ENV, REPO, run_bake
 
 
@@ -96,9 +97,7 @@ def test_missing_spec_file_is_a_clear_error(tmp_path):
     assert not any(Store(tmp_path).artifacts())
 
 
-@pytest.mark.parametrize(
-    "spec", sorted(p.name for p in (REPO / "image-specs").glob("*.yaml")), ids=str
-)
+@pytest.mark.parametrize("spec", [p.name for p in spec_files(REPO / "image-specs")], ids=str)
 def test_every_project_spec_dry_runs(spec):
     """Every spec resolves to a disk-image-create command, the ones that cannot be built
     here (datastore: MongoDB's repository does not answer) included."""
