@@ -1,3 +1,25 @@
 """Fixtures shared by every test directory."""
 
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
 pytest_plugins = ["tests.fixtures.images"]
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the project's elements/, image-specs/ and app/ in a temporary directory."""
+    root = tmp_path / "project"
+    root.mkdir()
+    for name in ("elements", "image-specs"):
+        shutil.copytree(REPO / name, root / name)
+    shutil.copytree(
+        REPO / "app", root / "app", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+    )
+    return root

@@ -1,14 +1,11 @@
-"""Fixtures for the bake tests: the project's paths and a way to run the real CLI."""
+"""Helpers for the bake tests: the project's paths and a way to run the real CLI."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BAKE = Path(sys.executable).parent / "bake"
@@ -17,19 +14,6 @@ MIRROR_ENV = {
     "DIB_DISTRIBUTION_MIRROR": "http://mirror.invalid/debian",
     "DIB_DEBIAN_SECURITY_MIRROR": "http://mirror.invalid/debian-security",
 }
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A copy of the project's elements/, image-specs/ and app/ in a temporary directory."""
-    root = tmp_path / "project"
-    root.mkdir()
-    for name in ("elements", "image-specs"):
-        shutil.copytree(REPO / name, root / name)
-    shutil.copytree(
-        REPO / "app", root / "app", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
-    )
-    return root
 
 
 def run_bake(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: float = 120):
