@@ -196,6 +196,10 @@ def main() -> None:
             "(goal <= 1.5x)"
         )
         print(
+            f"  (the 4 instances share this machine's {os.cpu_count()} CPUs: their host-side work,"
+            " which on VMs runs on each VM's own CPUs, competes here)"
+        )
+        print(
             f"bytes sent per host: {sent} of a full release of {full} "
             f"= {100 * sent / full:.3f}% (goal <= 5%)"
         )
