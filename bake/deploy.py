@@ -477,7 +477,9 @@ set -eu -o pipefail
 release=$1 stage=$2; shift 2
 target={releases}/$release
 echo "$release" > "$target/RELEASE.new"
-chown -R "$(stat -c %U:%G {releases})" "$target"
+user=$(stat -c %U {releases}) group=$(stat -c %G {releases})
+# Only what is not the owner's yet (a clone's hard links mostly are): fewer inode writes.
+find "$target" \( ! -user "$user" -o ! -group "$group" \) -exec chown -h "$user:$group" {{}} +
 # New wheels join the pool (a rename each: a reader never sees half a wheel).
 for wheel in "$@"; do
     chown "$(stat -c %U:%G {pool})" "$stage/$wheel"
