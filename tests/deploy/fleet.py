@@ -100,6 +100,9 @@ class Fleet:
                 ssh_port=ports[2 * i],
                 bind=binds,
                 files={
+                    # No PAM session (pam_systemd starting a user manager) per SSH command:
+                    # under nspawn it sometimes stalled a command for ~2 minutes.
+                    "/etc/ssh/sshd_config.d/10-no-pam.conf": "UsePAM no\n",
                     **files,
                     "/etc/bbq/bbq.conf.d/90-instance.conf": (
                         f"[rest]\nport = {ports[2 * i + 1]}\n"
