@@ -151,6 +151,8 @@ def _prepare(root: Path, name: str, port: int, workdir: Path) -> tuple[Path, Pat
     (ssh / "sshd_config.d" / "00-bbq-instance.conf").write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nPermitRootLogin prohibit-password\n"
         "HostKey /etc/ssh/ssh_host_ed25519_key\nUseDNS no\n"
+        # No PAM login sessions: starting a user manager under nspawn can stall a command.
+        "UsePAM no\n"
     )
     shutil.copy(host_key, ssh / "ssh_host_ed25519_key")
     shutil.copy(f"{host_key}.pub", ssh / "ssh_host_ed25519_key.pub")
