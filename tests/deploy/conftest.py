@@ -71,12 +71,12 @@ def app_versions(tmp_path_factory):
 @pytest.fixture(scope="session")
 def nova_cloud(tmp_path_factory):
     """A real Keystone whose catalog's ``compute`` service is the FAKE Nova server listing
-    (tests/fixtures/fake_nova_servers.py); yields (FakeNovaServers, env for clouds.yaml)."""
-    from tests.fixtures.fake_nova_servers import FakeNovaServers
+    (tests/fixtures/fake_nova.py); yields (FakeNova, env for clouds.yaml)."""
+    from tests.fixtures.fake_nova import FakeNova
     from tests.fixtures.openstack import OpenStack
 
     with OpenStack(tmp_path_factory.mktemp("openstack")) as cloud:
-        nova = FakeNovaServers().start()
+        nova = FakeNova().start()
         try:
             cloud.register_service("compute", "nova", nova.url)
             env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
