@@ -15,10 +15,9 @@ from tests.fixtures.zaqar import ZaqarServer
 def keystone_zaqar(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("keystone-zaqar")
     cloud = OpenStack(workdir / "openstack")
-    cloud.dir.mkdir(parents=True, exist_ok=True)
     zaqar = None
     try:
-        cloud._start_keystone()  # Keystone only: Glance is not needed here
+        cloud.start_keystone_only()
         auth = {
             "auth_url": cloud.auth_url,
             "username": "admin",
