@@ -143,10 +143,10 @@ def serve_socket(
 
 
 def _queue(conf):
-    from bbq import sources
+    from bbq.zaqar import zaqar_client
 
     session = config.keystone_session(conf)
-    client = sources.zaqar_client(conf.zaqar.url, conf.zaqar.project_id, session=session)
+    client = zaqar_client(conf.zaqar.url, conf.zaqar.project_id, session=session)
     return client.queue(conf.zaqar.queue)
 
 

@@ -82,7 +82,7 @@ def test_keystone_session_from_the_auth_group(tmp_path):
 
 
 def test_zaqar_source_options_carry_the_keystone_auth(tmp_path):
-    from bbq import sources
+    from bbq import sources, zaqar
 
     conf_file = tmp_path / "bbq.conf"
     conf_file.write_text(
@@ -97,7 +97,7 @@ def test_zaqar_source_options_carry_the_keystone_auth(tmp_path):
     auth = json.loads(options["auth"])
     assert auth["auth_type"] == "password" and auth["username"] == "bbq"
     # The source's reader builds its keystoneauth1 session from these plain options.
-    session = sources.keystone_session_from_options(auth)
+    session = zaqar.keystone_session_from_options(auth)
     assert session.auth.auth_url == "http://127.0.0.1:5000/v3"
     assert session.auth._username == "bbq"
     # Without auth_type the source uses Zaqar's noauth with the configured project.
