@@ -99,7 +99,7 @@ def build(
         return Outcome(existing, skipped=True)
     preflight(plan)
     if plan.app_dir is not None:
-        wheelhouse.ensure(plan.app_dir, plan.app_hash)
+        wheelhouse.ensure(plan.app_dir, plan.app_hash, plan.app_extras)
     build_dir = store.new_build_dir(name)
     output_dir = build_dir / "out"
     output_dir.mkdir()

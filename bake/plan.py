@@ -43,6 +43,7 @@ class BuildPlan:
     elements_dir: Path
     app_dir: Path | None = None  # the app baked in, when the spec says `app: true`
     app_hash: str | None = None  # its tree hash
+    app_extras: tuple[str, ...] = ()  # its extras installed with it (normalized)
 
     def command(self, output_stem: Path | str) -> list[str]:
         """The disk-image-create argument list writing ``output_stem.<type>``."""
@@ -72,7 +73,8 @@ def make_plan(
     """Resolve a spec against the caller's environment into a BuildPlan.
 
     ``app_dir`` is required when the spec bakes the app. Raises mirrors.MirrorError when a
-    mirror marked ``auto`` cannot be found on this host, ValueError without ``app_dir``.
+    mirror marked ``auto`` cannot be found on this host, ValueError without ``app_dir`` or
+    for an extra (``app.extras``) that the app does not declare.
     """
     from bake.fingerprint import tree_hash
 
@@ -86,12 +88,22 @@ def make_plan(
     environment["DIB_BBQ_IMAGE_VERSION"] = spec.version
     environment["ELEMENTS_PATH"] = str(elements_dir.resolve())
     app_hash = None
+    extras: tuple[str, ...] = ()
     if spec.app:
         if app_dir is None or not (app_dir / "setup.cfg").is_file():
             raise ValueError(f"{spec.name}: the spec bakes the app, but {app_dir} has none")
+        extras = wheelhouse.normalize_extras(spec.app_extras)
+        declared = wheelhouse.declared_extras(app_dir)
+        unknown = [extra for extra in extras if extra not in declared]
+        if unknown:
+            raise ValueError(
+                f"app.extras: {', '.join(unknown)} not declared in {app_dir / 'setup.cfg'} "
+                f"[options.extras_require] (declared: {', '.join(declared) or 'none'})"
+            )
         app_hash = tree_hash(app_dir)
         environment["DIB_BBQ_RELEASE"] = wheelhouse.release_name(app_dir, app_hash)
-        environment["DIB_BBQ_WHEELHOUSE"] = str(wheelhouse.path_for(app_hash))
+        environment["DIB_BBQ_WHEELHOUSE"] = str(wheelhouse.path_for(app_hash, extras))
+        environment["DIB_BBQ_APP_EXTRAS"] = ",".join(extras)  # read by the bbq-app element
     return BuildPlan(
         spec=spec,
         elements=tuple(dict.fromkeys(elements)),
@@ -99,4 +111,5 @@ def make_plan(
         elements_dir=elements_dir.resolve(),
         app_dir=app_dir.resolve() if spec.app and app_dir else None,
         app_hash=app_hash,
+        app_extras=extras,
     )

@@ -51,6 +51,7 @@ RESERVED_ENVIRONMENT = {
     "DIB_DEBIAN_SECURITY_MIRROR": "use `mirrors.security`",
     "DIB_IMAGE_CACHE": "a host setting, not part of an image",
     "TMP_DIR": "bake builds in its own temporary directory",
+    "DIB_BBQ_APP_EXTRAS": "use `app: {extras: [...]}`",
 }
 
 
@@ -103,6 +104,7 @@ class Spec:
     sahara: Mapping[str, Any] | None
     smoke: tuple[Mapping[str, Any], ...]
     files: tuple[Path, ...]
+    app_extras: tuple[str, ...] = ()  # the app's extras installed with it (`app.extras`)
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as plain data, in the schema's vocabulary, without file locations."""
@@ -120,7 +122,7 @@ class Spec:
             "image-size": self.image_size,
             "partitioned": self.partitioned,
             "mirrors": dict(self.mirrors),
-            "app": self.app,
+            "app": {"extras": list(self.app_extras)} if self.app_extras else self.app,
             "glance": copy.deepcopy(dict(self.glance)),
             "sahara": copy.deepcopy(dict(self.sahara)) if self.sahara else None,
             "smoke": [dict(check) for check in self.smoke],
@@ -155,28 +157,43 @@ def _field_path(parts: Iterable[Any]) -> str:
 def _schema_problems(data: Any, schema: dict, file: str) -> Iterator[Problem]:
     validator = jsonschema.Draft202012Validator(schema)
     for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.path))):
-        path = list(error.absolute_path)
-        if error.validator == "additionalProperties":
-            allowed = sorted(error.schema.get("properties", {}))
-            for key in sorted(set(error.instance) - set(allowed)):
-                yield Problem(
-                    file,
-                    _field_path([*path, key]),
-                    f"unknown key (allowed: {', '.join(allowed)})",
-                )
-            continue
-        if error.validator == "required":
-            missing = error.message.split("'")[1]
-            yield Problem(file, _field_path([*path, missing]), "required key is missing")
-            continue
-        if "propertyNames" in error.schema_path:
+        yield from _error_problems(error, file)
+
+
+def _error_problems(error: jsonschema.ValidationError, file: str) -> Iterator[Problem]:
+    """The problems one schema error stands for."""
+    path = list(error.absolute_path)
+    if error.validator == "oneOf" and error.context:
+        # A value of one alternative's type is judged by that alternative alone.
+        relevant = [e for e in error.context if not (e.validator == "type" and not e.path)]
+        for sub in relevant:
+            yield from _error_problems(sub, file)
+        if not relevant:
+            types = [e.validator_value for e in error.context if e.validator == "type"]
+            message = f"must be of type {' or '.join(types)}"
+            yield Problem(file, _field_path(path), message, error.instance, True)
+        return
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        for key in sorted(set(error.instance) - set(allowed)):
             yield Problem(
                 file,
-                _field_path([*path, error.instance]),
-                f"invalid key name: does not match {error.validator_value!r}",
+                _field_path([*path, key]),
+                f"unknown key (allowed: {', '.join(allowed)})",
             )
-            continue
-        yield Problem(file, _field_path(path), _message(error), error.instance, True)
+        return
+    if error.validator == "required":
+        missing = error.message.split("'")[1]
+        yield Problem(file, _field_path([*path, missing]), "required key is missing")
+        return
+    if "propertyNames" in error.schema_path:
+        yield Problem(
+            file,
+            _field_path([*path, error.instance]),
+            f"invalid key name: does not match {error.validator_value!r}",
+        )
+        return
+    yield Problem(file, _field_path(path), _message(error), error.instance, True)
 
 
 def _message(error: jsonschema.ValidationError) -> str:
@@ -311,7 +328,8 @@ def load_spec(
         image_size=full.get("image-size"),
         partitioned=full["partitioned"],
         mirrors=dict(full["mirrors"]),
-        app=full["app"],
+        app=bool(full["app"]) or isinstance(full["app"], Mapping),
+        app_extras=tuple(full["app"].get("extras", ())) if isinstance(full["app"], Mapping) else (),
         glance=full["glance"],
         sahara=full.get("sahara"),
         smoke=tuple(full["smoke"]),

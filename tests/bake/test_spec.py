@@ -84,6 +84,26 @@ MALFORMED = [
         ["bad.yaml: environment.ELEMENTS_PATH: reserved"],
     ),
     (
+        "env-reserved-app-extras",
+        {"bad.yaml": GOOD + "environment:\n  DIB_BBQ_APP_EXTRAS: stream\n"},
+        ["bad.yaml: environment.DIB_BBQ_APP_EXTRAS: reserved: use `app: {extras: [...]}`"],
+    ),
+    (
+        "app-not-bool-or-mapping",
+        {"bad.yaml": GOOD + "app: stream\n"},
+        ["bad.yaml: app: must be of type boolean or object", '(value: "stream")'],
+    ),
+    (
+        "app-unknown-key",
+        {"bad.yaml": GOOD + "app:\n  extra: [stream]\n"},
+        ["bad.yaml: app.extra: unknown key (allowed: extras)"],
+    ),
+    (
+        "app-extra-bad-name",
+        {"bad.yaml": GOOD + "app:\n  extras: [stream, 'a b']\n"},
+        ["bad.yaml: app.extras[1]: does not match", '(value: "a b")'],
+    ),
+    (
         "unknown-type",
         {"bad.yaml": GOOD + "types: [iso]\n"},
         ['bad.yaml: types[0]: must be one of "qcow2"', '(value: "iso")'],
@@ -262,3 +282,35 @@ def test_spec_error_lists_problems(project):
     with pytest.raises(SpecError) as info:
         load_spec(spec, [project / "elements"], root=project)
     assert [p.field for p in info.value.problems] == ["colour"]
+
+
+def test_app_extras_reach_the_plan_and_the_fingerprint(project):
+    from bake.fingerprint import fingerprint
+    from bake.plan import make_plan
+    from tests.bake.conftest import MIRROR_ENV
+
+    def plan_of(app: str):
+        _write(project, {"x.yaml": GOOD + app})
+        spec = load_spec(project / "image-specs" / "x.yaml", [project / "elements"])
+        return make_plan(spec, project / "elements", MIRROR_ENV, project / "app")
+
+    plain, stream = plan_of("app: true\n"), plan_of("app:\n  extras: [Stream]\n")
+    assert plain.app_extras == () and plain.environment["DIB_BBQ_APP_EXTRAS"] == ""
+    assert stream.app_extras == ("stream",)
+    assert stream.environment["DIB_BBQ_APP_EXTRAS"] == "stream"
+    assert stream.environment["DIB_BBQ_WHEELHOUSE"].endswith("+stream")
+    assert stream.spec.to_dict()["app"] == {"extras": ["Stream"]}
+    assert plain.spec.to_dict()["app"] is True
+    assert fingerprint(plain).value != fingerprint(stream).value
+
+
+def test_undeclared_app_extra_is_refused_and_nothing_built(project, capsys, monkeypatch, tmp_path):
+    spec = _write(project, {"bad.yaml": GOOD + "app:\n  extras: [turbo]\n"})
+    monkeypatch.chdir(project)
+    store = tmp_path / "store"
+    assert cli.main(["build", str(spec), "--plain", "--output", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.splitlines()) == 1
+    assert "bad.yaml: app.extras: turbo not declared in" in err
+    assert "[options.extras_require]" in err
+    assert not store.exists()
