@@ -8,7 +8,9 @@ Layout::
         SHA256SUMS                   `sha256sum -c` format, one line per image file
         build.log                    the full build log
         smoke-report.json            the smoke checks run on an instance booted from it
-        manifest.json                what was built, from what, and how big it is
+        manifest.json                what was built, from what, and how big it is; for each
+                                     file its size and sha256, and for disk images also the
+                                     sha512 and md5 Glance computes (what publish compares)
     STORE/.failed/<name>-<fingerprint>-<time>/   failed builds, kept with their log
     STORE/.tmp/                       builds in progress (same filesystem: moves are atomic)
 
@@ -45,13 +47,29 @@ class ArtifactError(Exception):
     """An artifact is missing, incomplete or fails its checksums."""
 
 
+# What a disk image's manifest entry records besides sha256: Glance's default
+# os_hash_algo (sha512) and its checksum (md5), so publishing need not hash them again.
+GLANCE_DIGESTS = ("sha512", "md5")
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
+    return file_digests(path, ("sha256",))["sha256"]
+
+
+def file_digests(path: Path, algorithms: tuple[str, ...]) -> dict[str, str]:
+    """{algorithm: hex digest} of a file for each hashlib algorithm, in one read pass."""
+    digests = {name: hashlib.new(name, usedforsecurity=False) for name in algorithms}
     with open(path, "rb") as handle:
         while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+            for digest in digests.values():
+                digest.update(chunk)
+    return {name: digest.hexdigest() for name, digest in digests.items()}
+
+
+def is_disk_image(name: str) -> bool:
+    """Whether a file of an artifact is a disk image (one that can be uploaded to Glance)."""
+    return name.endswith(tuple(DISK_FORMATS))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,13 +210,16 @@ class Store:
     def commit(self, build_dir: Path, output_dir: Path, manifest: dict[str, Any]) -> Artifact:
         """Write checksums and manifest into ``output_dir``, then move it into place.
 
-        ``manifest`` gets ``files`` (name, size, sha256) and is written last; the move into
+        ``manifest`` gets ``files`` (name: size, sha256, and for disk images sha512 and md5,
+        all from one read of each file) and is written last; the move into
         STORE/<name>/<fingerprint> is a rename, so the store never shows half an artifact.
         """
         files = {}
         for file in sorted(output_dir.iterdir()):
             if file.is_file() and file.name not in (MANIFEST, CHECKSUMS, BUILD_LOG, SMOKE_REPORT):
-                files[file.name] = {"size": file.stat().st_size, "sha256": sha256_file(file)}
+                extra = GLANCE_DIGESTS if is_disk_image(file.name) else ()
+                algorithms = ("sha256", *extra)
+                files[file.name] = {"size": file.stat().st_size, **file_digests(file, algorithms)}
         (output_dir / CHECKSUMS).write_text(
             "".join(f"{info['sha256']}  {name}\n" for name, info in files.items())
         )

@@ -9,11 +9,15 @@
 3. creates the image record with :func:`bake.glance.image_properties` plus a publisher marker,
    under an id derived from project and fingerprint (:func:`create_claimed`), so that of two
    concurrent publishes of one artifact only one can create it;
-4. streams the file in 1 MiB reads with a progress bar (bytes, rate, ETA), computing sha512,
-   md5 and sha256 in that same single pass (constant memory, hashing overlapped with
-   sending); a sha256 that fails SHA256SUMS cuts the upload off before it completes;
-5. compares Glance's ``os_hash_value``/``checksum``/``size`` with what was sent, then removes
-   the marker.
+4. streams the file in 1 MiB reads with a progress bar (bytes, rate, ETA), checking its
+   sha256 against SHA256SUMS in that same single pass (constant memory, hashing overlapped
+   with sending): a file that fails SHA256SUMS is cut off before its upload completes;
+5. compares Glance's ``os_hash_value`` (sha512), ``checksum`` (md5) and ``size`` with the
+   sha512 and md5 the manifest recorded for the file at build time, then removes the marker.
+   The data read matched the build (step 4) and Glance holds the same bytes (step 5), with no
+   sha512/md5 hashing on the sending side, which otherwise costs more CPU than the upload.
+   Artifacts built before manifests recorded them get sha512 and md5 computed in the same
+   pass as the sha256 instead.
 
 Any failure or interrupt (Ctrl-C: :class:`Interrupted`) after step 3 deletes the image
 (retrying while Glance is away) and raises :class:`PublishError` with one line.
@@ -40,7 +44,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from bake import glance as g
-from bake.artifacts import CHECKSUMS, Artifact, parse_checksums
+from bake.artifacts import CHECKSUMS, GLANCE_DIGESTS, MANIFEST, Artifact, parse_checksums
 from bake.auth import AuthError, Cloud
 
 CHUNK = 1024 * 1024
@@ -59,16 +63,38 @@ class ChecksumMismatch(PublishError):
     """The data read for upload does not match the artifact's SHA256SUMS."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Digests:
+    """What Glance's ``os_hash_value`` (sha512) and ``checksum`` (md5) must be for an image,
+    and where those values come from (for messages)."""
+
+    sha512: str
+    md5: str
+    source: str
+
+
+def recorded_digests(artifact: Artifact, path: Path) -> Digests | None:
+    """The sha512 and md5 the artifact's manifest recorded for its image file when it was
+    built (:func:`bake.artifacts.file_digests`), or None for artifacts made before they were."""
+    info = artifact.files.get(path.name, {})
+    if all(info.get(name) for name in GLANCE_DIGESTS):
+        return Digests(info["sha512"], info["md5"], f"recorded in {MANIFEST}")
+    return None
+
+
 class HashingReader:
     """A read-only view of the first ``size`` bytes of a file that hashes every byte it
     returns, in constant memory.
 
-    sha512 and md5 (what Glance computes) and, with ``expect_sha256``, sha256 (the artifact's
-    SHA256SUMS) are updated by two background threads while the caller sends the chunk just
-    returned, so hashing overlaps the network. The last chunk is hashed before it is returned:
-    if the sha256 then differs from ``expect_sha256``, or the file ends early, ``read`` raises
-    :class:`ChecksumMismatch` and the final bytes are never sent, so the upload cannot
-    complete. ``progress(n)`` is called after each read with the number of bytes just read.
+    With ``expect_sha256`` it checks the data against the artifact's SHA256SUMS; with
+    ``glance_digests`` it also computes sha512 and md5 (what Glance computes), for artifacts
+    whose manifest does not record them. The hashes are updated by background threads (one per
+    lane: sha256 | md5 | sha512) while the caller sends the chunk just returned: hashlib
+    releases the GIL on large buffers, so hashing overlaps the network. The last chunk is
+    hashed before it is returned: if the sha256 then differs from ``expect_sha256``, or the
+    file ends early, ``read`` raises :class:`ChecksumMismatch` and the final bytes are never
+    sent, so the upload cannot complete. ``progress(n)`` is called after each read with the
+    number of bytes just read.
     """
 
     def __init__(
@@ -78,29 +104,22 @@ class HashingReader:
         progress: Callable[[int], Any] | None = None,
         expect_sha256: str | None = None,
         label: str = "data",
+        glance_digests: bool = True,
     ):
         self.handle = handle
         self.size = size
-        self.sha512 = hashlib.sha512()
-        self.md5 = hashlib.md5(usedforsecurity=False)
         self.sha256 = hashlib.sha256() if expect_sha256 else None
+        self.sha512 = hashlib.sha512() if glance_digests else None
+        self.md5 = hashlib.md5(usedforsecurity=False) if glance_digests else None
         self.expect_sha256 = expect_sha256
         self.label = label
         self.bytes = 0
         self.progress = progress
-        # Two hashing threads (md5 | sha512 + sha256): hashlib releases the GIL on large
-        # buffers, so hashing runs beside the send at up to ~500 MiB/s instead of ~300.
-        self._pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="bake-hash")
+        self._lanes = [h for h in (self.sha256, self.md5, self.sha512) if h is not None]
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max(len(self._lanes), 1), thread_name_prefix="bake-hash"
+        )
         self._pending: list[concurrent.futures.Future] = []
-
-    def _hash_sha(self, data: bytes) -> None:
-        self.sha512.update(data)
-        if self.sha256 is not None:
-            self.sha256.update(data)
-
-    def _hash(self, data: bytes) -> None:
-        self.md5.update(data)
-        self._hash_sha(data)
 
     def _wait(self) -> None:
         for future in self._pending:
@@ -122,14 +141,12 @@ class HashingReader:
             return data
         self.bytes += len(data)
         if self.bytes == self.size:  # the last chunk: check before letting it go
-            self._hash(data)
+            for digest in self._lanes:
+                digest.update(data)
             self.close()
             self._check()
         else:
-            self._pending = [
-                self._pool.submit(self.md5.update, data),
-                self._pool.submit(self._hash_sha, data),
-            ]
+            self._pending = [self._pool.submit(digest.update, data) for digest in self._lanes]
         if self.progress is not None:
             self.progress(len(data))
         return data
@@ -140,6 +157,12 @@ class HashingReader:
                 f"artifact fails its checksums: {self.label}: sha256 {self.sha256.hexdigest()} "
                 f"does not match {CHECKSUMS} ({self.expect_sha256})"
             )
+
+    def digests(self) -> Digests:
+        """sha512 and md5 of the data read (after :meth:`close`; needs ``glance_digests``)."""
+        if self.sha512 is None or self.md5 is None:
+            raise ValueError("HashingReader made without glance_digests")
+        return Digests(self.sha512.hexdigest(), self.md5.hexdigest(), "of the data sent")
 
     def close(self) -> None:
         """Finish hashing what was read; the digests are final afterwards."""
@@ -259,17 +282,18 @@ def expected_sha256(artifact: Artifact, path: Path) -> str:
     return digest
 
 
-def verify_upload(image: Any, reader: HashingReader, size: int) -> None:
-    """Raise PublishError unless Glance's size, checksum and os_hash_value match what was sent."""
+def verify_upload(image: Any, expected: Digests, sent: int, size: int) -> None:
+    """Raise PublishError unless Glance's size, checksum and os_hash_value match ``expected``
+    and the ``sent`` bytes were the whole ``size``."""
     problems = []
-    if image.get("size") != size or reader.bytes != size:
-        problems.append(f"size {image.get('size')} (sent {reader.bytes} of {size})")
-    if image.get("checksum") != reader.md5.hexdigest():
-        problems.append(f"checksum {image.get('checksum')} != md5 {reader.md5.hexdigest()}")
+    if image.get("size") != size or sent != size:
+        problems.append(f"size {image.get('size')} (sent {sent} of {size})")
+    if image.get("checksum") != expected.md5:
+        problems.append(f"checksum {image.get('checksum')} != md5 {expected.md5}")
     algo = image.get("os_hash_algo")
     if algo == "sha512":
-        if image.get("os_hash_value") != reader.sha512.hexdigest():
-            problems.append("os_hash_value differs from the sha512 of the data sent")
+        if image.get("os_hash_value") != expected.sha512:
+            problems.append(f"os_hash_value differs from the sha512 {expected.source}")
     elif algo is not None:  # an operator's choice (glance hashing_algorithm): md5 still checks
         LOG.warning(
             "image %s: Glance hashes with %s, not sha512: only md5 compared", image["id"], algo
@@ -277,7 +301,11 @@ def verify_upload(image: Any, reader: HashingReader, size: int) -> None:
     if image.get("status") != "active":
         problems.append(f"status {image.get('status')!r}, expected 'active'")
     if problems:
-        raise PublishError(f"image {image['id']}: Glance disagrees: " + "; ".join(problems))
+        raise PublishError(
+            f"image {image['id']}: Glance disagrees: "
+            + "; ".join(problems)
+            + f" (expected: {expected.source})"
+        )
 
 
 def _progress_bar(total: int, name: str, show: bool | None):
@@ -330,7 +358,16 @@ def publish(
         return PublishResult(image["id"], image["name"], uploaded=False)
     try:
         return _upload(
-            glance, image, path, size, expect_sha256, properties["name"], progress, on_read, removed
+            glance,
+            image,
+            path,
+            size,
+            expect_sha256,
+            recorded_digests(artifact, path),
+            properties["name"],
+            progress,
+            on_read,
+            removed,
         )
     except BaseException as exc:
         raise _cleanup(glance, image["id"], exc) from None
@@ -342,6 +379,7 @@ def _upload(
     path: Path,
     size: int,
     expect_sha256: str,
+    recorded: Digests | None,
     name: str,
     progress: bool | None,
     on_read: Callable[[int], Any] | None,
@@ -355,14 +393,22 @@ def _upload(
             if on_read is not None:
                 on_read(reader.bytes)
 
-        reader = HashingReader(handle, size, report, expect_sha256, label=str(path))
+        reader = HashingReader(
+            handle,
+            size,
+            report,
+            expect_sha256,
+            label=str(path),
+            glance_digests=recorded is None,
+        )
         try:
             glance.upload(image["id"], reader, size)
         finally:
             reader.close()
     seconds = time.monotonic() - started
+    expected = recorded or reader.digests()
     uploaded = glance.get(image["id"])
-    verify_upload(uploaded, reader, size)
+    verify_upload(uploaded, expected, reader.bytes, size)
     glance.update(image["id"], remove=[g.PUBLISHER])
     return PublishResult(
         image["id"],
@@ -370,8 +416,8 @@ def _upload(
         uploaded=True,
         bytes_sent=reader.bytes,
         seconds=seconds,
-        sha512=reader.sha512.hexdigest(),
-        md5=reader.md5.hexdigest(),
+        sha512=expected.sha512,
+        md5=expected.md5,
         removed_leftovers=removed,
     )
 
@@ -428,11 +474,13 @@ class Interrupted(KeyboardInterrupt):
 
 __all__ = [
     "AuthError",
+    "Digests",
     "HashingReader",
     "Interrupted",
     "PublishError",
     "PublishResult",
     "find_published",
     "publish",
+    "recorded_digests",
     "verify_upload",
 ]

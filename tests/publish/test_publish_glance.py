@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import socket
 import threading
@@ -13,7 +15,7 @@ import yaml
 from bake import auth
 from bake import glance as g
 from bake import publish as pub
-from bake.artifacts import sha256_file
+from bake.artifacts import Artifact, sha256_file
 from tests.fixtures.openstack import CLOUD_NAME
 from tests.publish.helpers import CorruptingProxy, images_with, sha256_of_download
 
@@ -166,15 +168,64 @@ def test_verify_upload_rejects_hash_mismatch(make_artifact, cloud, glance_client
     artifact = make_artifact()
     image = glance_client.images.get(pub.publish(artifact, cloud).image_id)
     path, _ = artifact.image_file()
+    size = path.stat().st_size
     other = tmp_path / "other"
-    other.write_bytes(os.urandom(path.stat().st_size))  # same size, different bytes
+    other.write_bytes(os.urandom(size))  # same size, different bytes
     with open(other, "rb") as handle:
-        reader = pub.HashingReader(handle, path.stat().st_size)
+        reader = pub.HashingReader(handle, size)
         while reader.read(1024 * 1024):
             pass
 
     with pytest.raises(pub.PublishError, match="checksum .* os_hash_value differs"):
-        pub.verify_upload(image, reader, path.stat().st_size)
+        pub.verify_upload(image, reader.digests(), reader.bytes, size)
+    pub.verify_upload(image, pub.recorded_digests(artifact, path), size, size)  # passes
+
+
+def test_manifest_records_what_glance_computes(make_artifact, cloud, glance_client):
+    artifact = make_artifact()
+    path, _ = artifact.image_file()
+    data = path.read_bytes()
+    recorded = artifact.files[path.name]
+    assert recorded["sha512"] == hashlib.sha512(data).hexdigest()
+    assert recorded["md5"] == hashlib.md5(data).hexdigest()
+
+    result = pub.publish(artifact, cloud)
+
+    image = glance_client.images.get(result.image_id)
+    assert (image["os_hash_value"], image["checksum"]) == (recorded["sha512"], recorded["md5"])
+
+
+def _rewrite_manifest(artifact, **changes):
+    """The artifact with its image file's manifest entry changed (None removes a key)."""
+    path, _ = artifact.image_file()
+    manifest = json.loads((artifact.path / "manifest.json").read_text())
+    entry = manifest["files"][path.name]
+    for key, value in changes.items():
+        entry.pop(key) if value is None else entry.update({key: value})
+    (artifact.path / "manifest.json").write_text(json.dumps(manifest))
+    return Artifact.load(artifact.path)
+
+
+def test_artifact_without_recorded_digests_hashes_in_the_pass(make_artifact, cloud, glance_client):
+    artifact = _rewrite_manifest(make_artifact(mib=6), sha512=None, md5=None)
+    path, _ = artifact.image_file()
+    assert pub.recorded_digests(artifact, path) is None
+
+    result = pub.publish(artifact, cloud)
+
+    image = glance_client.images.get(result.image_id)
+    assert image["os_hash_value"] == result.sha512 == hashlib.sha512(path.read_bytes()).hexdigest()
+    assert image["checksum"] == result.md5
+
+
+def test_wrong_recorded_sha512_fails_and_deletes(make_artifact, cloud, glance_client):
+    artifact = _rewrite_manifest(make_artifact(), sha512="0" * 128)
+
+    with pytest.raises(
+        pub.PublishError, match=r"os_hash_value differs .*recorded in manifest.json.*deleted$"
+    ):
+        pub.publish(artifact, cloud)
+    assert images_with(glance_client, artifact.fingerprint) == []
 
 
 def test_artifact_failing_checksums_is_cut_off_and_deleted(make_artifact, cloud, glance_client):
