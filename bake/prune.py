@@ -4,7 +4,10 @@ Only images of the caller's project that carry ``bake_fingerprint`` are consider
 spec keeps its newest ``keep`` images (by Glance ``created_at``) and every image that Nova
 reports a server booted from; the rest are deleted, or deactivated with ``deactivate=True``.
 Nova is asked when the catalog has a ``compute`` service; if it is listed but cannot be asked,
-nothing is pruned (an image in use is never removed on a guess).
+nothing is pruned (an image in use is never removed on a guess). A cloud whose catalog (for
+the region and interface used) has no compute service has no Nova that could boot these
+images: pruning goes ahead by age alone, ``PruneResult.nova_checked`` is False, and
+``bake prune`` says on stderr that the in-use checks were skipped.
 
 Example::
 

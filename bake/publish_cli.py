@@ -206,8 +206,13 @@ def run_prune(args: argparse.Namespace) -> int:
 
 def _report_prune(spec: str, result: pr.PruneResult) -> None:
     verb = f"would {result.action}" if result.dry_run else f"{result.action}d"
-    if not result.nova_checked:
-        print(f"bake: {spec}: no compute service in the catalog: in-use check skipped")
+    if not result.nova_checked and (result.pruned or result.skipped):
+        chosen = "chosen" if result.dry_run else "pruned"
+        print(
+            f"bake: warning: {spec}: the catalog has no compute service (Nova), so in-use "
+            f"checks were skipped: images {chosen} by age alone",
+            file=sys.stderr,
+        )
     for row in result.pruned:
         print(f"{spec}: {verb} {row.id} ({row.name}, {row.version}, {row.age()} old)")
     for row in result.kept:

@@ -5,7 +5,25 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import sys
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BAKE = Path(sys.executable).parent / "bake"
+
+
+def bake(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
+    """Run the installed ``bake`` program from the repository with ``env`` added to ours
+    (without our OS_* and DIB_* variables)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("OS_", "DIB_"))}
+    return subprocess.run(
+        [str(BAKE), *args],
+        cwd=REPO,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def images_with(glance_client, fingerprint: str) -> list[dict]:

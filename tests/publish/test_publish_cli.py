@@ -8,36 +8,20 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
 from bake.artifacts import Store
 from bake.spec import load_spec
 from tests.fixtures.openstack import ADMIN_PASSWORD, CLOUD_NAME, free_port
-from tests.publish.helpers import images_with, make_qcow2
+from tests.publish.helpers import BAKE, REPO, bake, images_with, make_qcow2
 
-REPO = Path(__file__).resolve().parents[2]
-BAKE = Path(sys.executable).parent / "bake"
 MIRROR_ENV = {  # fixed mirrors: the spec's fingerprint must not depend on this host's apt
     "DIB_DISTRIBUTION_MIRROR": "http://mirror.invalid/debian",
     "DIB_DEBIAN_SECURITY_MIRROR": "http://mirror.invalid/debian-security",
 }
-
-
-def bake(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("OS_", "DIB_"))}
-    return subprocess.run(
-        [str(BAKE), *args],
-        cwd=REPO,
-        env={**base, **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture
