@@ -8,15 +8,23 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 HOST = "127.0.0.1"
+
+# Servers started here and not stopped yet: stopped (whole process group) when this
+# process exits normally; PR_SET_PDEATHSIG covers the abnormal exits.
+_running: set = set()
+_running_lock = threading.Lock()
 
 
 def free_port() -> int:
@@ -26,12 +34,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent(argv: list[str]) -> list[str]:
+    """``argv`` run so that it gets SIGKILL when this process (the thread starting it) dies:
+    util-linux ``setpriv --pdeathsig`` sets PR_SET_PDEATHSIG and execs ``argv`` (same pid),
+    without Python code between fork and exec. Unchanged where setpriv is missing."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else list(argv)
+
+
 def start(argv: list[str], log_path: str | Path, env: dict | None = None, **kw):
-    """Start a server in its own process group, its output appended to ``log_path``."""
+    """Start a server in its own process group, its output appended to ``log_path``.
+
+    Its lifetime is tied to this process: SIGKILLed if this process dies (parent-death
+    signal), its group stopped at exit if nobody called ``stop``. Start servers from a
+    thread that outlives them (the parent-death signal fires when the starting thread ends).
+    """
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")  # closed by stop()
     proc = subprocess.Popen(
-        argv,
+        _die_with_parent(argv),
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -41,7 +62,20 @@ def start(argv: list[str], log_path: str | Path, env: dict | None = None, **kw):
     )
     proc.log_path = str(log_path)
     proc.log_file = log
+    proc.command = argv[0]
+    with _running_lock:
+        _running.add(proc)
     return proc
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    """Stop what an interrupted run (test failure in setup, Ctrl-C) left running."""
+    with _running_lock:
+        left = list(_running)
+    for proc in left:
+        with contextlib.suppress(Exception):
+            stop(proc, timeout=5)
 
 
 def log_tail(proc, chars: int = 3000) -> str:
@@ -58,8 +92,9 @@ def wait_for_port(port: int, proc=None, timeout: float = 60.0, host: str = HOST)
     deadline = time.monotonic() + timeout
     while True:
         if proc is not None and proc.poll() is not None:
+            name = getattr(proc, "command", proc.args[0])
             raise RuntimeError(
-                f"{proc.args[0]} exited with {proc.returncode} before listening on {port}:\n"
+                f"{name} exited with {proc.returncode} before listening on {port}:\n"
                 + log_tail(proc)
             )
         with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
@@ -101,3 +136,5 @@ def stop(proc, timeout: float = 15.0, sig: int = signal.SIGTERM) -> None:
     log = getattr(proc, "log_file", None)
     if log is not None:
         log.close()
+    with _running_lock:
+        _running.discard(proc)
