@@ -155,6 +155,7 @@ def build(
         "packages": packages(output_dir, name),
         "built_at": started.isoformat(timespec="seconds"),
         "build_seconds": round(result.seconds, 1),
+        "cache_new_bytes": result.cache_new_bytes,
         "phases": {k: round(v, 1) for k, v in result.phases.items()},
         "smoke": smoke_summary,
         "status": "good" if smoke_summary["run"] else "untested",

@@ -4,6 +4,10 @@ diskimage-builder works in ``TMP_DIR``; bake points that at a directory of its o
 so whatever the build mounted, attached or started can be found and undone afterwards, on
 success, failure or interruption alike (:func:`release_build_dir`).
 
+Downloads are cached in ``DIB_IMAGE_CACHE``; each build gets its own cache slot inside it
+(:mod:`bake.cache_slots`), so the ``.deb`` files apt fetched for one build are reused by
+the next (diskimage-builder's ``apt-get clean`` would otherwise empty the shared cache).
+
 Example::
 
     result = run(plan, output_stem=work / "out" / "bbq-base", work_dir=work / "tmp",
@@ -28,6 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from bake import cache_slots
 from bake.plan import BuildPlan
 
 # diskimage-builder's phases in the order it runs them, and what marks their start in its log.
@@ -64,6 +69,7 @@ class RunResult:
     returncode: int
     seconds: float
     phases: dict[str, float]  # phase -> seconds since start when it began
+    cache_new_bytes: int | None = None  # bytes the build added to the download cache
 
 
 def phase_of(line: str) -> str | None:
@@ -100,7 +106,8 @@ def run(
 
     The full output goes to ``log_path``; ``on_phase(name, phase, elapsed)`` is called as
     each phase begins. Whatever the outcome, ``work_dir`` is released and removed. Builds
-    sharing a download cache run one at a time (:func:`cache_lock`).
+    sharing a download cache run one at a time (:func:`cache_lock`), each in its own cache
+    slot (:func:`private_cache`).
     """
     work_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -112,6 +119,7 @@ def run(
     received: list[int] = []
     phases: dict[str, float] = {}
     process: subprocess.Popen | None = None
+    cache: cache_slots.Slot | None = None
 
     def on_signal(signum, _frame):
         received.append(signum)
@@ -128,8 +136,10 @@ def run(
     try:
         with (
             cache_lock(Path(env["DIB_IMAGE_CACHE"]), plan.spec.name),
+            private_cache(Path(env["DIB_IMAGE_CACHE"]), plan.spec.name) as cache,
             open(log_path, "a", buffering=1) as log,
         ):
+            env["DIB_IMAGE_CACHE"] = str(cache.path)
             start = time.monotonic()
             log.write(f"$ {' '.join(command)}\n")
             for key, value in plan.environment.items():
@@ -166,7 +176,8 @@ def run(
         shutil.rmtree(work_dir, ignore_errors=True)
     if received:
         raise BuildInterrupted(received[0])
-    return RunResult(returncode, seconds, phases)
+    new_bytes = cache.new_bytes if cache is not None and cache.shared != cache.path else None
+    return RunResult(returncode, seconds, phases, new_bytes)
 
 
 STOP_GRACE = 30.0  # seconds DIB gets to stop after SIGTERM before its group is killed
@@ -191,6 +202,20 @@ def cache_lock(cache_dir: Path, name: str) -> Iterator[None]:
             )
             fcntl.flock(handle, fcntl.LOCK_EX)
         yield
+
+
+@contextlib.contextmanager
+def private_cache(cache_dir: Path, name: str) -> Iterator[cache_slots.Slot]:
+    """A cache slot for one build inside ``cache_dir``, merged back when the build ends.
+
+    A ``cache_dir`` that already is a slot (``bake matrix`` opens one per row) is used as
+    it is; its ``new_bytes`` are then counted by whoever opened it.
+    """
+    if cache_dir.parent.name == cache_slots.SLOTS_DIR:
+        yield cache_slots.Slot(cache_dir, cache_dir)
+        return
+    with cache_slots.slot(cache_dir, name) as slot:
+        yield slot
 
 
 def _kill_group(pgid: int) -> None:

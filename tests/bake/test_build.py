@@ -202,3 +202,33 @@ def test_interrupted_build_leaves_nothing(tmp_path, signum, phase):
     assert process.returncode == 128 + signum, "".join(seen) + rest
     assert f"interrupted by {signal.Signals(signum).name}; nothing was kept" in rest
     assert_nothing_left(store)
+
+
+def test_plain_builds_reuse_the_debs_of_earlier_builds(tmp_path):
+    """diskimage-builder runs apt-get clean on the cache it bind-mounts: each build has its
+    own cache slot, and what apt fetched goes back into the shared cache for the next."""
+    from bake.matrix import apt_fetched_bytes
+
+    cache, store = tmp_path / "cache", tmp_path / "store"
+    env = {**host_env(), "DIB_IMAGE_CACHE": str(cache)}
+    manifests = []
+    for _ in range(2):
+        result = subprocess.run(
+            [str(BAKE), "build", SPEC, "--plain", "--no-test", "--force", "--output", str(store)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT,
+        )
+        assert result.returncode == 0, result.stderr[-4000:]
+        artifact = Artifact.load(result.stdout.strip().splitlines()[-1].rsplit(": ", 1)[1])
+        log = (artifact.path / "build.log").read_text(errors="replace")
+        manifests.append((artifact.manifest, apt_fetched_bytes(log)))
+    (first, first_fetched), (second, second_fetched) = manifests
+    debs = list((cache / "apt").rglob("*.deb"))
+    assert len(debs) > 20, "the shared cache keeps the .deb files apt fetched"
+    assert first_fetched > 10 * 2**20 and first["cache_new_bytes"] > 10 * 2**20
+    assert second_fetched < first_fetched / 20, (first_fetched, second_fetched)
+    assert second["cache_new_bytes"] < first["cache_new_bytes"] / 20
+    assert not any((cache / ".bake-slots").iterdir()), "no slot is left behind"
