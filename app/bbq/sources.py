@@ -5,10 +5,13 @@ received it) and ``msgid`` (the source's message id, or null), so the pipeline d
 where messages come from.
 
 The Zaqar source is a Python Data Source streaming reader: reading a micro-batch *claims*
-messages, and Spark committing the batch *deletes* them. A job that dies before the commit
-leaves its messages claimed; they come back when the claim expires (``claim_ttl``), or at
-once when the restarted job releases the claims it recorded in ``claims_file``. Delivery is
-therefore at-least-once, and the store's idempotent writes make it exactly-once in MongoDB.
+messages, and Spark committing the batch *deletes* them. While Spark processes a batch, a
+helper thread already claims the next one (prefetch), so claiming is off the critical path.
+A job that dies before the commit leaves its messages (and the prefetched ones) claimed;
+they come back when the claim expires (``claim_ttl``), or at once when the restarted job
+releases the claims it recorded in ``claims_file``. Deletes that fail (Zaqar away) are
+retried. Delivery is therefore at-least-once, and the store's idempotent writes make it
+exactly-once in MongoDB.
 
 >>> spark.dataSource.register(ZaqarDataSource)
 >>> df = (spark.readStream.format("zaqar").option("url", "http://127.0.0.1:8888")
@@ -17,6 +20,7 @@ therefore at-least-once, and the store's idempotent writes make it exactly-once 
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import datetime as dt
 import json
@@ -39,7 +43,10 @@ SCHEMA = "value string, timestamp timestamp, msgid string"
 
 
 class ZaqarStreamReader(SimpleDataSourceStreamReader):
-    """Claim on read, delete on commit. Offsets are batch numbers: {"batch": n}."""
+    """Claim on read (the next batch prefetched meanwhile), delete on commit.
+    Offsets are batch numbers: {"batch": n}."""
+
+    DELETE_RETRY_SECONDS = 2.0
 
     def __init__(self, options: dict) -> None:
         self.url = options["url"]
@@ -52,12 +59,17 @@ class ZaqarStreamReader(SimpleDataSourceStreamReader):
         self.max_batch = int(options.get("max_batch_messages", 20000))
         self.delete_chunk = int(options.get("delete_ids_per_request", 50))
         self.claims_file = options.get("claims_file") or ""
+        self.prefetch = options.get("prefetch", "true").lower() not in ("false", "0", "no")
         self._claim_errors = 0
         self._queue = None
         self._delete_queue = None
         # Claims not yet deleted, by the batch that read them; guarded by _lock because a
         # helper thread deletes committed batches while Spark plans the next one.
         self._pending: dict[int, list[tuple[str, list[str]]]] = {}
+        # Claims of the prefetched batch, not yet handed to Spark (guarded by _lock too).
+        self._prefetched: list[tuple[str, list[str]]] = []
+        self._prefetcher: concurrent.futures.ThreadPoolExecutor | None = None
+        self._next: concurrent.futures.Future | None = None
         self._lock = threading.Lock()
         self._last_read = 0  # end offset of the last batch that claimed messages
         self._last_committed = 0
@@ -65,7 +77,15 @@ class ZaqarStreamReader(SimpleDataSourceStreamReader):
         self._deleter: threading.Thread | None = None
         self._released = False
 
-    _UNPICKLED = ("_lock", "_to_delete", "_deleter", "_queue", "_delete_queue")
+    _UNPICKLED = (
+        "_lock",
+        "_to_delete",
+        "_deleter",
+        "_queue",
+        "_delete_queue",
+        "_prefetcher",
+        "_next",
+    )
 
     def __getstate__(self) -> dict:
         """Spark pickles the reader to plan reads: leave out locks, threads and clients."""
@@ -78,6 +98,8 @@ class ZaqarStreamReader(SimpleDataSourceStreamReader):
         self._deleter = None
         self._queue = None
         self._delete_queue = None
+        self._prefetcher = None
+        self._next = None
 
     # -- Zaqar -------------------------------------------------------------------------
     @property
@@ -126,7 +148,8 @@ class ZaqarStreamReader(SimpleDataSourceStreamReader):
         if not self.claims_file:
             return
         with self._lock:  # held while writing, so an older snapshot never lands last
-            claim_ids = [cid for claims in self._pending.values() for cid, _ in claims]
+            claims = [c for batch in self._pending.values() for c in batch] + self._prefetched
+            claim_ids = [cid for cid, _ in claims]
             directory = os.path.dirname(self.claims_file) or "."
             os.makedirs(directory, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=directory, prefix=".claims-")
@@ -156,22 +179,43 @@ class ZaqarStreamReader(SimpleDataSourceStreamReader):
     def initialOffset(self) -> dict:
         return {"batch": 0}
 
+    def _claim_ahead(self) -> tuple[list[tuple], list[tuple[str, list[str]]]]:
+        """Claim a batch and record its claims (claims file too) before Spark sees it."""
+        rows, claims = self._claim_batch()
+        if claims:
+            with self._lock:
+                self._prefetched = claims
+            self._save_claims()
+        return rows, claims
+
     def read(self, start: dict):
         self._release_old_claims()
-        rows, claims = self._claim_batch()
-        if not rows:
-            if self._last_committed < self._last_read <= start["batch"]:
-                # Spark commits a batch only when it plans the next one: an empty batch
-                # lets it commit (delete) the last claimed messages now, not at the next
-                # message or when their claim expires.
-                return iter([]), {"batch": start["batch"] + 1}
-            return iter([]), start
+        if self._next is not None:  # the batch prefetched while Spark ran the last one
+            rows, claims = self._next.result()  # _claim_batch never raises for Zaqar errors
+            self._next = None
+        else:
+            rows, claims = self._claim_ahead()
         end = start["batch"] + 1
-        with self._lock:
-            self._pending[end] = claims
-            self._last_read = end
-        self._save_claims()
-        return iter(rows), {"batch": end}
+        if rows:
+            with self._lock:
+                self._pending[end] = claims
+                self._prefetched = []
+                self._last_read = end
+            self._save_claims()
+        if self.prefetch:
+            if self._prefetcher is None:
+                self._prefetcher = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="zaqar-prefetch"
+                )
+            self._next = self._prefetcher.submit(self._claim_ahead)
+        if rows:
+            return iter(rows), {"batch": end}
+        if self._last_committed < self._last_read <= start["batch"]:
+            # Spark commits a batch only when it plans the next one: an empty batch lets it
+            # commit (delete) the last claimed messages now, not at the next message or when
+            # their claim expires.
+            return iter([]), {"batch": end}
+        return iter([]), start
 
     def readBetweenOffsets(self, start: dict, end: dict):
         # Replay of a batch a previous run planned but did not commit. Its messages are
@@ -192,32 +236,51 @@ class ZaqarStreamReader(SimpleDataSourceStreamReader):
         self._to_delete.put(end["batch"])
 
     def _delete_loop(self) -> None:
+        """Delete committed batches' messages; what fails (Zaqar away) is kept and retried."""
+        upto, failed = 0, False
         while True:
-            upto = self._to_delete.get()
+            try:
+                upto = max(
+                    upto,
+                    self._to_delete.get(timeout=self.DELETE_RETRY_SECONDS if failed else None),
+                )
+            except queue.Empty:
+                pass  # retry time
             with self._lock:
-                batches = sorted(b for b in self._pending if b <= upto)
-                work = [(b, list(self._pending[b])) for b in batches]
+                work = [(b, list(self._pending[b])) for b in sorted(self._pending) if b <= upto]
+            failed = done = False
             for batch, claims in work:
-                try:
-                    for _claim_id, ids in claims:
-                        self._delete(ids)
-                except Exception:
-                    LOG.exception("deleting batch %d's messages failed (they will return)", batch)
-                with self._lock:
-                    self._pending.pop(batch, None)
-            if work:
+                for claim in claims:
+                    try:
+                        self._delete(claim[1])
+                    except Exception as exc:
+                        LOG.warning(
+                            "deleting batch %d's messages failed (will retry): %s", batch, exc
+                        )
+                        failed = True
+                        break
+                    with self._lock:
+                        left = self._pending.get(batch, [])
+                        if claim in left:
+                            left.remove(claim)
+                        if not left:
+                            self._pending.pop(batch, None)
+                    done = True
+                if failed:
+                    break
+            if done:
                 self._save_claims()
 
     def pending_claims(self) -> int:
-        """Claims read but not yet deleted (for tests and monitoring)."""
+        """Claims read or prefetched but not yet deleted (for tests and monitoring)."""
         with self._lock:
-            return sum(len(c) for c in self._pending.values())
+            return sum(len(c) for c in self._pending.values()) + len(self._prefetched)
 
 
 class ZaqarDataSource(DataSource):
     """``spark.readStream.format("zaqar")``; options: url, queue, project_id, auth (JSON),
     claim_ttl, claim_grace, claim_limit, delete_ids_per_request, max_batch_messages,
-    claims_file."""
+    claims_file, prefetch (true: claim the next batch while Spark processes this one)."""
 
     @classmethod
     def name(cls) -> str:

@@ -6,7 +6,7 @@ from bbq import testing
 from bbq.store import Store
 
 from tests.fixtures.rest import bbq_command
-from tests.fixtures.spark import LOOPBACK_SPARK_CONF, SparkCluster, conf_args, spark_env
+from tests.fixtures.spark import LOOPBACK_SPARK_CONF, SparkCluster, job_args, start_job_process
 
 
 @pytest.mark.slow
@@ -17,28 +17,23 @@ def test_job_on_a_standalone_cluster(mongo_server, zaqar_server, rest_server, tm
         n = 6000
         queue = zaqar_server.new_queue()
         db = mongo_server.new_database()
-        args = conf_args(
-            source="zaqar",
-            mongo_url=mongo_server.url,
-            database=db,
-            rest_url=rest_server.url,
+        args = job_args(
+            mongo_server,
+            rest_server,
+            db,
+            zaqar=zaqar_server,
+            queue=queue,
             stream__spark_master=cluster.url,
-            stream__batch_interval=0.5,
             stream__max_batch_messages=1000,
             stream__partitions=4,
             stream__checkpoint_dir=tmp_path / "checkpoint",
-            zaqar__url=zaqar_server.url,
-            zaqar__queue=queue,
-            zaqar__project_id="bbq-tests",
         )
-        # conf_args sets the loopback settings; the cluster needs smaller executors.
+        # job_args sets the loopback settings; the cluster needs smaller executors.
         i = args.index("--stream-spark_conf")
         args[i + 1] = LOOPBACK_SPARK_CONF + (
             ",spark.executor.memory=512m,spark.executor.cores=1,spark.cores.max=2"
         )
-        job = testing.start(
-            [bbq_command("bbq-stream"), *args], tmp_path / "job.log", env=spark_env()
-        )
+        job = start_job_process(args, tmp_path / "job.log")
         sender = testing.start(
             [bbq_command("bbq-send"), *args, "post", "--generate", str(n), "--id-prefix", "c"],
             tmp_path / "send.log",

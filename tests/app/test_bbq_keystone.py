@@ -2,12 +2,11 @@
 keystoneauth1 session built from the [zaqar_auth] group; without a token Zaqar refuses."""
 
 import pytest
-from bbq import config, job
 from bbq.store import Store
 
 from tests.app.helpers import send, wait_stored
 from tests.fixtures.openstack import ADMIN_PASSWORD, OpenStack
-from tests.fixtures.spark import conf_args
+from tests.fixtures.spark import job_args, streaming_query
 from tests.fixtures.zaqar import ZaqarServer
 
 
@@ -49,15 +48,7 @@ def test_send_and_stream_through_keystone_auth(
         "project_domain_name = Default\n"
     )
     db = mongo_server.new_database()
-    args = conf_args(
-        source="zaqar",
-        mongo_url=mongo_server.url,
-        database=db,
-        rest_url=rest_server.url,
-        stream__batch_interval=0.5,
-        zaqar__url=zaqar.url,
-        zaqar__queue="secured",
-    )
+    args = job_args(mongo_server, rest_server, db, zaqar=zaqar, queue="secured")
     with_auth = args + ["--config-file", str(conf_file)]
 
     # Without a token Zaqar refuses, and bbq-send says so.
@@ -68,14 +59,11 @@ def test_send_and_stream_through_keystone_auth(
     out = send(with_auth, "post", "--generate", "300", "--id-prefix", "ks")
     assert "sent 300 messages" in out.stderr
 
-    query, _ = job.start(spark, config.load(with_auth))
-    try:
+    with streaming_query(spark, with_auth) as (query, _):
         store = Store(mongo_server.url, db)
         assert wait_stored(store, 300) == 300
         assert store.counts() == {"web": 100, "db": 100, "cache": 100}
         assert query.exception() is None
-    finally:
-        query.stop()
     # Everything was deleted from the queue, as the authenticated user sees it.
     left = send(with_auth, "pop", "--count", "10")
     assert left.stdout == ""

@@ -4,12 +4,12 @@ SecantusDB, Zaqar on Redis, the REST service over HTTP, and the page in Chromium
 import json
 
 import pytest
-from bbq import config, job, testing
+from bbq import testing
 from bbq.store import Store
 
 from tests.app.helpers import send, wait_stored
 from tests.fixtures.rest import bbq_command
-from tests.fixtures.spark import conf_args
+from tests.fixtures.spark import job_args, streaming_query
 
 SERVICES = ["web", "db", "cache"]
 
@@ -21,28 +21,11 @@ def expected_counts(n, services=SERVICES):
     return counts
 
 
-def zaqar_args(zaqar_server, queue, **more):
-    more.setdefault("stream__batch_interval", 0.5)
-    return dict(
-        zaqar__url=zaqar_server.url,
-        zaqar__queue=queue,
-        zaqar__project_id="bbq-tests",
-        **more,
-    )
-
-
 def test_socket_source_end_to_end(spark, mongo_server, rest_server, tmp_path):
     n = 3000
     port = testing.free_port()
     db = mongo_server.new_database()
-    args = conf_args(
-        source="socket",
-        mongo_url=mongo_server.url,
-        database=db,
-        rest_url=rest_server.url,
-        stream__socket_port=port,
-        stream__batch_interval=0.5,
-    )
+    args = job_args(mongo_server, rest_server, db, stream__socket_port=port)
     sender = testing.start(
         [
             bbq_command("bbq-send"),
@@ -61,8 +44,7 @@ def test_socket_source_end_to_end(spark, mongo_server, rest_server, tmp_path):
         testing.wait_until(
             lambda: "waiting for the job" in testing.log_tail(sender), 30, what="sender ready"
         )
-        query, writer = job.start(spark, config.load(args))
-        try:
+        with streaming_query(spark, args) as (query, _):
             store = Store(mongo_server.url, db)
             assert wait_stored(store, n) == n
             assert sender.wait(60) == 0, testing.log_tail(sender)
@@ -74,8 +56,6 @@ def test_socket_source_end_to_end(spark, mongo_server, rest_server, tmp_path):
             assert view["totals"] == store.counts()
             assert sum(sum(h["counts"].values()) for h in view["history"]) == n
             assert query.exception() is None
-        finally:
-            query.stop()
     finally:
         testing.stop(sender)
 
@@ -86,13 +66,13 @@ def test_zaqar_source_end_to_end_with_bad_input_and_dashboard(
     n = 2400
     queue = zaqar_server.new_queue()
     db = mongo_server.new_database()
-    args = conf_args(
-        source="zaqar",
-        mongo_url=mongo_server.url,
-        database=db,
-        rest_url=rest_server.url,
+    args = job_args(
+        mongo_server,
+        rest_server,
+        db,
+        zaqar=zaqar_server,
+        queue=queue,
         stream__max_message_bytes=4096,
-        **zaqar_args(zaqar_server, queue),
     )
     out = send(args, "post", "--generate", str(n), "--id-prefix", "good")
     assert f"sent {n} messages" in out.stderr
@@ -107,8 +87,7 @@ def test_zaqar_source_end_to_end_with_bad_input_and_dashboard(
     send(args, "post", input="\n".join(bad) + "\n")
     assert zaqar_server.queue_depth(queue)["total"] == n + len(bad)
 
-    query, writer = job.start(spark, config.load(args))
-    try:
+    with streaming_query(spark, args) as (query, _):
         store = Store(mongo_server.url, db)
         assert wait_stored(store, n) == n
         testing.wait_until(lambda: store.dead_letter_count() == len(bad), 30, what="dead letters")
@@ -150,8 +129,6 @@ def test_zaqar_source_end_to_end_with_bad_input_and_dashboard(
             len(bad)
         )
         browser.screenshot(tmp_path / "dashboard-live.png")
-    finally:
-        query.stop()
 
 
 def test_send_reports_bad_usage(zaqar_server, tmp_path):
