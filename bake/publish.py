@@ -207,22 +207,37 @@ def _is_orphan(image: Any) -> bool:
     return host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid))
 
 
-def find_published(glance: g.Glance, fingerprint: str) -> Any | None:
-    """The newest active image of our project whose bake_fingerprint is ``fingerprint``."""
-    filters: dict[str, Any] = {g.FINGERPRINT: fingerprint, "status": "active"}
+def images_of(glance: g.Glance, fingerprint: str) -> list[Any]:
+    """Every image (any status, any owner we can see) whose bake_fingerprint is ``fingerprint``:
+    one listing, from which :func:`find_published` and :func:`remove_orphans` pick."""
+    return glance.list({g.FINGERPRINT: fingerprint})
+
+
+def find_published(
+    glance: g.Glance, fingerprint: str, images: list[Any] | None = None
+) -> Any | None:
+    """The newest active image of our project whose bake_fingerprint is ``fingerprint``
+    (among ``images``, default: :func:`images_of`)."""
     owner = glance.cloud.project_id()
-    if owner:
-        filters["owner"] = owner
-    images = glance.list(filters)
-    images.sort(key=lambda i: i.get("created_at", ""), reverse=True)
-    return images[0] if images else None
+    found = [
+        image
+        for image in (images_of(glance, fingerprint) if images is None else images)
+        if image.get("status") == "active"
+        and image.get(g.FINGERPRINT) == fingerprint
+        and (not owner or image.get("owner") == owner)
+    ]
+    found.sort(key=lambda i: i.get("created_at", ""), reverse=True)
+    return found[0] if found else None
 
 
-def remove_orphans(glance: g.Glance, fingerprint: str) -> list[str]:
-    """Delete unfinished images of this fingerprint left by dead publishes on this host."""
+def remove_orphans(
+    glance: g.Glance, fingerprint: str, images: list[Any] | None = None
+) -> list[str]:
+    """Delete unfinished images of this fingerprint left by dead publishes on this host
+    (among ``images``, default: :func:`images_of`)."""
     removed = []
-    for image in glance.list({g.FINGERPRINT: fingerprint}):
-        if _is_orphan(image):
+    for image in images_of(glance, fingerprint) if images is None else images:
+        if image.get(g.FINGERPRINT) == fingerprint and _is_orphan(image):
             glance.delete(image["id"])
             removed.append(image["id"])
     return removed
@@ -345,10 +360,11 @@ def publish(
     cloud.check()
     try:
         properties = g.image_properties(artifact)
-        existing = find_published(glance, artifact.fingerprint)
+        images = images_of(glance, artifact.fingerprint)
+        existing = find_published(glance, artifact.fingerprint, images)
         if existing is not None:
             return PublishResult(existing["id"], existing["name"], uploaded=False)
-        removed = tuple(remove_orphans(glance, artifact.fingerprint))
+        removed = tuple(remove_orphans(glance, artifact.fingerprint, images))
         size = path.stat().st_size
         marked = {**properties, g.PUBLISHER: _publisher()}
         image = create_claimed(glance, artifact.fingerprint, marked)

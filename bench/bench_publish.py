@@ -2,17 +2,21 @@
 """Benchmark: ``bake publish`` vs ``glance image-create --file``, same local Glance, same file.
 
 Starts a real Keystone + Glance (tests/fixtures/openstack.py), makes one real qcow2 artifact
-(random data, so nothing is sparse), then alternates the two uploads ROUNDS times, deleting the
-image after each so every bake run really uploads. For each run it measures wall time (the whole
-command: start-up, auth, upload, and for bake its SHA256SUMS check and hash verification) and the
-client's peak RSS (``wait4``). Prints per-run figures, medians, and the two goals:
+(random data, so nothing is sparse; committed to a real store, so its manifest records the
+file's sha256, sha512 and md5 as a build's does), runs each upload once unmeasured (warm-up:
+Glance's first upload, page cache), then alternates the two uploads ROUNDS times (the order
+flips every round), deleting the image after each so every bake run really uploads. For each
+run it measures wall time (the whole command: start-up, auth, upload, and for bake its dedupe
+lookup, SHA256SUMS check and hash verification) and the client's peak RSS (its VmHWM).
+Prints per-run figures, medians, and the two goals:
 
     throughput ratio bake/glance >= 1.0        peak RSS of bake <= 100 MB
 
 With ``--pin`` the servers run on CPU 0 and the clients on CPU 1, as if Glance were on
 another host (the client's hashing then does not take CPU from the server).
 
-Usage: .venv/bin/python bench/bench_publish.py [--size-mib 2048] [--rounds 3] [--pin]
+Usage: bbq-run bench .venv/bin/python bench/bench_publish.py [--size-mib 2048] [--rounds 5]
+       [--pin]
 """
 
 from __future__ import annotations
@@ -136,7 +140,7 @@ def pin_process_group(pgid: int, cpus: set[int]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=2048)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--workdir", type=Path)
     parser.add_argument(
         "--pin",
@@ -183,6 +187,14 @@ def main() -> int:
             "bake publish": [],
             "glance cli": [],
         }
+
+        def delete_all() -> None:
+            for img in list(glance.images.list()):
+                glance.images.delete(img["id"])
+
+        for cmd in (glance_cmd, bake_cmd):  # warm-up, not measured
+            run(cmd, env)
+            delete_all()
         for round_no in range(args.rounds):
             order = [("bake publish", bake_cmd), ("glance cli", glance_cmd)]
             if round_no % 2:
@@ -196,8 +208,7 @@ def main() -> int:
                     f"client CPU {cpu:5.1f} s  load {os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
-                for img in list(glance.images.list()):
-                    glance.images.delete(img["id"])
+                delete_all()
         print()
         medians = {}
         for label, runs in results.items():
