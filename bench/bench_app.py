@@ -7,9 +7,11 @@
 Goals: bbq-stream >= 0.8x the store ceiling and >= 3x the seed-style job.
 
 Everything runs here on 127.0.0.1 (SecantusDB, bbq-rest, Spark local[2]); messages come
-through Spark's socket source from bbq-send's socket server. For information, it also
-times the job draining a Zaqar queue (claim, store, delete) filled beforehand. Needs the test venvs
-(``tools/bootstrap --tests``). Usage::
+through Spark's socket source from bbq-send's socket server. The ceiling and the job use the
+same number of writers and the same insert_many size; one full-size run of each warms up
+first (not counted), then rounds alternate them and each figure is the median. For
+information, it also times the job draining a Zaqar queue (claim, store, delete) filled
+beforehand. Needs the test venvs (``tools/bootstrap --tests``). Usage::
 
     .venv/bin/python bench/bench_app.py [--events 60000] [--seed-events 15000]
 """
@@ -75,8 +77,9 @@ def messages(n: int, prefix: str) -> list[str]:
     return list(send.generate(n, SERVICES, prefix))
 
 
-def ceiling(mongo: MongoServer, lines: list[str], threads: int, batch: int = 1000) -> float:
-    """Raw insert_many of the normalised documents (normalised beforehand, not timed)."""
+def ceiling(mongo: MongoServer, lines: list[str], threads: int, batch: int) -> float:
+    """Raw insert_many of the normalised documents (normalised beforehand, not timed), by
+    ``threads`` writers (as many as the job's) in requests of ``batch`` (the job's too)."""
     store = Store(mongo.url, mongo.new_database(), write_batch_size=batch)
     docs = [records.normalise(line, max_bytes=65536)[0] for line in lines]
     chunks = [docs[i : i + batch] for i in range(0, len(docs), batch)]
@@ -234,7 +237,13 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=60000)
     parser.add_argument("--seed-events", type=int, default=3000)
     parser.add_argument("--batch-interval", type=float, default=0.5)
-    parser.add_argument("--partitions", type=int, default=0)
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        default=1,
+        help="the job's parallel writers; the store ceiling uses as many writer threads "
+        "(1: the store server here, SecantusDB, serves its connections under one GIL)",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--zaqar-events", type=int, default=30000, help="0: skip the Zaqar source figure"
@@ -269,8 +278,13 @@ def main() -> int:
                 )
             )
 
-        # Warm-up (JVM, Python workers), not counted.
-        stream_rate(spark, conf_for(mongo.new_database()), messages(3000, "warm"), job.BatchWriter)
+        # Warm-up, not counted: one full-size run of each, so that the rounds measure the
+        # sustained rate (the JVM's JIT compiles the hot paths over the first ~20000 events).
+        write_batch = conf_for(mongo.new_database()).mongodb.write_batch_size
+        writers = args.partitions or spark.sparkContext.defaultParallelism
+        warm_lines = messages(args.events, "warm")
+        ceiling(mongo, warm_lines, writers, write_batch)
+        stream_rate(spark, conf_for(mongo.new_database()), warm_lines, job.BatchWriter)
 
         # Rounds alternate the store ceiling and the job, so that load from elsewhere on the
         # machine hits both alike; each figure is the median over the rounds.
@@ -286,7 +300,7 @@ def main() -> int:
         for r in range(args.rounds):
             lines = messages(args.events, f"e2e{r}")
             before, mine = cpu_seconds(server), client_cpu_seconds()
-            rates["ceiling"].append(ceiling(mongo, lines, 1))
+            rates["ceiling"].append(ceiling(mongo, lines, writers, write_batch))
             server_cpu["ceiling"].append((cpu_seconds(server) - before) / len(lines) * 1e6)
             client_cpu["ceiling"].append((client_cpu_seconds() - mine) / len(lines) * 1e6)
             before, mine = cpu_seconds(server), client_cpu_seconds()
@@ -329,6 +343,7 @@ def main() -> int:
         print(
             f"\nevents per round: {args.events} (seed-style: {args.seed_events}), "
             f"rounds: {args.rounds}, batch interval {args.batch_interval}s, "
+            f"writers {writers} x insert_many of {write_batch}, "
             f"cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}"
         )
         for key, name in names.items():

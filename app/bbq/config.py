@@ -145,7 +145,7 @@ OPTIONS: dict[str, list[cfg.Opt]] = {
             help="Collection of rejected messages, each with the reason.",
         ),
         cfg.IntOpt(
-            "write_batch_size", default=1000, min=1, help="Documents per insert_many request."
+            "write_batch_size", default=5000, min=1, help="Documents per insert_many request."
         ),
     ],
     "rest": [

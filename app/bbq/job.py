@@ -3,9 +3,9 @@
 For each micro-batch: every executor normalises its share of the raw messages, stores the
 good ones in MongoDB (idempotent ``insert_many`` keyed by packet id) and the bad ones in the
 dead-letter collection with the reason, and returns small per-service counts; the driver adds
-them up and signals the REST display service (POST with bounded retries). Nothing is
-collected to the driver but those counts, so the same job runs on ``local[N]`` and on a
-standalone cluster (``spark://HOST:7077``).
+them up and signals the REST display service (POST with bounded retries, on a helper thread
+so the next micro-batch does not wait for it). Nothing is collected to the driver but those
+counts, so the same job runs on ``local[N]`` and on a standalone cluster (``spark://HOST:7077``).
 
 >>> conf = config.load(["--config-file", "/etc/bbq/bbq.conf"])
 >>> spark = build_spark(conf)
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -62,21 +63,33 @@ def store_rows(settings: dict, max_bytes: int, batch_id: int, index: int, rows) 
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         now = dt.datetime.now(dt.UTC)  # for sources without a per-message receive time
         for n, (value, received, msgid) in enumerate(rows, 1):
-            doc, bad = records.normalise(
-                value,
-                max_bytes=max_bytes,
-                received=received or now,
-                source_id=msgid,
-                position=f"{batch_id}:{index}:{n}",
-            )
-            if doc is not None:
-                good.append(doc)
-                if len(good) >= chunk_size:
-                    pending.append(pool.submit(store.write_packets, good))
-                    good = []
-                    drain(keep=1)
-            else:
-                dead.append(bad)
+            doc = None
+            if value is not None:  # the common case inline: normalise without dead-letter work
+                with contextlib.suppress(records.Rejected):
+                    doc = records.parse(value, max_bytes)
+            if doc is None:
+                dead.append(
+                    records.normalise(
+                        value,
+                        max_bytes=max_bytes,
+                        received=received or now,
+                        source_id=msgid,
+                        position=f"{batch_id}:{index}:{n}",
+                    )[1]
+                )
+                continue
+            if received is None:
+                received = now
+            elif received.tzinfo is None:
+                received = received.replace(tzinfo=dt.UTC)
+            doc["received"] = received
+            if msgid:
+                doc["source_id"] = msgid
+            good.append(doc)
+            if len(good) >= chunk_size:
+                pending.append(pool.submit(store.write_packets, good))
+                good = []
+                drain(keep=1)
         if good:
             pending.append(pool.submit(store.write_packets, good))
         drain(keep=0)
@@ -168,6 +181,11 @@ class BatchWriter:
         self.signaller = signaller or Signaller(
             conf.rest.url, conf.rest.retries, conf.rest.retry_delay, conf.rest.timeout
         )
+        # Signals go out in order on one helper thread: the next micro-batch does not wait
+        # for the REST service (nor for its retries when it is away).
+        self.signals = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="bbq-signal"
+        )
         self.run = uuid.uuid4().hex
         self.store.ensure_indexes()
         # Totals start from what the store holds, so a restarted job keeps counting right.
@@ -215,7 +233,7 @@ class BatchWriter:
                 "dead": dead,
                 "dead_total": self.dead_total,
             }
-        self.signaller.send(summary)
+        self.signals.submit(self.signaller.send, summary)
         LOG.info(
             "batch %d: %d records, %d new packets, %d rejected %s, %.2fs "
             "(slowest of %d partitions: %.2fs, %.2fs of it waiting for the store)",

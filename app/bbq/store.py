@@ -47,7 +47,7 @@ class Store:
         database: str,
         collection: str = "packets",
         dead_letter_collection: str = "dead_letters",
-        write_batch_size: int = 1000,
+        write_batch_size: int = 5000,
     ) -> None:
         self.url = url
         db = client(url)[database]
