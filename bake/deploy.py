@@ -2,48 +2,62 @@
 
 Hosts carry the layout the ``bbq-app`` element bakes: ``/opt/bbq/releases/<release>/`` (a venv
 with the app, ``RELEASE`` inside, written last), ``/opt/bbq/current -> releases/<release>``,
-``/opt/bbq/wheels/`` (every wheel installed so far), and ``bbq-*.service`` units running from
-``/opt/bbq/current``. A deploy of one host:
+``/opt/bbq/wheels/`` (wheels sent so far; images may ship it empty), ``/etc/bbq/app-extras``
+(the app's extras on this host, comma-separated; none when absent) and ``bbq-*.service`` units
+running from ``/opt/bbq/current``. A deploy of one host, in three remote scripts:
 
-1. reads the host's state; the release it already runs → ``unchanged`` (nothing sent, nothing
-   restarted);
-2. sends only the wheels whose name and sha256 the host's pool lacks (into a staging directory);
-3. builds ``releases/<release>`` offline from those wheels — a hard-linked clone of the current
-   venv with the changed wheels reinstalled (``clone``, the default), or a fresh venv
-   (``fresh``) — then runs the pre-switch check (imports, ``pip check``, every unit's program
-   present); any failure here leaves the host untouched on its old release;
-4. switches ``current`` atomically (a new symlink renamed over the old), restarts the units and
-   checks health (systemd state and the HTTP health endpoint); on failure it switches back,
-   restarts, and removes the bad release (``rolled-back``);
-5. keeps the last ``keep`` releases.
+1. under the host's deploy lock (held for the whole deploy: a second deploy to the host fails
+   at once and changes nothing) read its state; the release it already runs → ``unchanged``
+   (nothing sent, nothing restarted);
+2. send only the wheels the host lacks: not in its pool with the same sha256, and (cloning)
+   not installed in the current release with the same name and version (its dist-info); the
+   app's own wheel always goes unless the pool has those exact bytes;
+3. build ``releases/<release>`` offline — a hard-linked clone of the current venv with the
+   changed wheels reinstalled (``clone``, the default), or a fresh venv of ``bbq[<extras>]``
+   (``fresh``) — and check it (``pip check`` when the dependencies changed, imports, every
+   unit's program present); any failure leaves the host untouched on its old release;
+4. switch ``current`` atomically (a new symlink renamed over the old), restart the units and
+   wait until healthy (systemd state and the HTTP health endpoint, polled; the same processes
+   still up ``HEALTH_SETTLE`` seconds later); unhealthy → switch back, restart, remove the bad
+   release (``rolled-back``); healthy → keep the last ``keep`` releases. The host runs this
+   step to its end even if the connection drops; ``/opt/bbq/.switching`` marks a switch not
+   confirmed yet (``status`` reports it, and the next deploy completes it or rolls back).
 
 A rollout runs hosts ``batch`` at a time and stops before the next batch once more than
 ``max_fail`` hosts failed. Output lines are prefixed ``[host]``; :func:`table` renders results.
+A user other than root needs passwordless sudo on the hosts.
 
 Example::
 
-    house = build_wheelhouse(Path("app"))
-    results = rollout([Target("10.0.0.5")], lambda t: deploy_host(connect(t), house), batch=2)
+    houses = Wheelhouses(Path("app"))
+    results = rollout([Target("10.0.0.5")], lambda t: deploy_host(connect(t), houses), batch=2)
     print(table(results))
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import functools
+import getpass
 import hashlib
 import json
+import os
 import posixpath
+import re
 import shlex
+import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import fabric
 import invoke
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
 
 from bake import fingerprint, wheelhouse
 
@@ -51,10 +65,23 @@ ROOT = "/opt/bbq"
 RELEASES = f"{ROOT}/releases"
 CURRENT = f"{ROOT}/current"
 POOL = f"{ROOT}/wheels"
+STAGE = f"{ROOT}/.incoming"
+LOCK = f"{ROOT}/.deploy.lock"
+SWITCH_LOCK = f"{ROOT}/.switch.lock"
+SWITCHING = f"{ROOT}/.switching"
+EXTRAS_FILE = "/etc/bbq/app-extras"
 APP = "bbq"
+# Distributions a venv brings itself (never removed from a clone for missing from the wheels).
+VENV_SEEDS = frozenset({"pip", "setuptools", "wheel"})
 DEFAULT_KEEP = 3
 HEALTH_TIMEOUT = 60.0
+# Healthy means the same unit processes are still up this long after the first good answer:
+# a unit that crashes right after starting (and is restarted by systemd) is not healthy.
+HEALTH_SETTLE = 2.0
+# How long reading a host's state waits for a switch still running there (a dropped deploy).
+SWITCH_WAIT = 180.0
 MODES = ("clone", "fresh")
+LOCKED_EXIT = 75
 
 # Results of one host's deploy (or rollback/restart).
 UNCHANGED, DEPLOYED, ROLLED_BACK, FAILED, SKIPPED, OK = (
@@ -207,29 +234,69 @@ def connect(target: Target, ssh: SshOptions = SshOptions()):
     return connection
 
 
-def _sh(c, command: str, timeout: float | None = 600):
-    """Run ``command`` with bash as root (sudo for another user); Fabric's Result."""
+def _as_root(c, command: str) -> str:
+    """``command`` (a shell command line) run by bash as root: through ``sudo -n`` for others."""
     wrapped = f"bash -c {shlex.quote(command)}"
-    if c.user == "root":
-        return c.run(wrapped, timeout=timeout)
-    return c.sudo(wrapped, timeout=timeout)
+    return wrapped if c.user == "root" else f"sudo -n {wrapped}"
 
 
-def _check(c, command: str, what: str, timeout: float | None = 600) -> str:
-    result = _sh(c, command, timeout)
+def _check(c, command: str, what: str, timeout: float | None = 900) -> str:
+    """Run ``command`` as root; its stdout, or DeployError with the end of its output."""
+    result = c.run(_as_root(c, command), timeout=timeout)
     if result.exited != 0:
         tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
         raise DeployError(f"{what} failed (exit {result.exited}): {' | '.join(tail)}")
     return result.stdout
 
 
+def _script(c, script: str, args: Sequence[str], what: str, timeout: float = 900) -> str:
+    """Run one of this module's bash scripts as root with ``args``; its stdout."""
+    quoted = " ".join(shlex.quote(a) for a in args)
+    command = f"bash -s -- {quoted} <<'BBQ_SCRIPT'\n{_fmt(script)}\nBBQ_SCRIPT"
+    return _check(c, command, what, timeout)
+
+
+def _fmt(script: str) -> str:
+    return script.format(
+        root=ROOT,
+        releases=RELEASES,
+        current=CURRENT,
+        pool=POOL,
+        app=APP,
+        switch_lock=SWITCH_LOCK,
+        switching=SWITCHING,
+        health=_HEALTH,
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Host state (read in one round trip by a small stdlib-only Python script on the host)
 
 _STATE = r"""
-import configparser, glob, hashlib, json, os, subprocess, sys
-root, want = sys.argv[1], sys.argv[2:]
-state = {"current": None, "releases": [], "pool": {}, "units": [], "health_url": None}
+import configparser, fcntl, glob, hashlib, json, os, pwd, shutil, subprocess, sys, time
+root, release, owner, wait = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+state = {"current": None, "releases": [], "pool": {}, "units": [], "health_url": None,
+         "installed": {}, "extras": None, "switching": None, "switch_busy": False}
+# A switch still running on the host (its deploy's connection dropped) ends first.
+try:
+    lock = os.open(root + "/.switch.lock", os.O_RDONLY)
+except OSError:
+    lock = None
+deadline = time.monotonic() + wait
+while lock is not None:
+    try:
+        fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        break
+    except BlockingIOError:
+        if time.monotonic() >= deadline:
+            state["switch_busy"] = True
+            break
+        time.sleep(0.1)
+try:
+    with open(root + "/.switching") as f:
+        state["switching"] = f.read().split()[:2] or None
+except OSError:
+    pass
 if os.path.islink(root + "/current"):
     state["current"] = os.path.basename(os.readlink(root + "/current").rstrip("/"))
 for path in sorted(glob.glob(root + "/releases/*/")):
@@ -237,31 +304,49 @@ for path in sorted(glob.glob(root + "/releases/*/")):
     if os.path.exists(marker):
         state["releases"].append([os.path.basename(path.rstrip("/")), os.stat(marker).st_mtime])
 state["releases"].sort(key=lambda r: r[1])
+# The distributions the current release has installed (name and version of each dist-info).
+pattern = root + "/current/lib/python*/site-packages/*.dist-info/METADATA"
+for meta in glob.glob(pattern):
+    fields = {}
+    with open(meta, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if not line.strip() or len(fields) == 2:
+                break
+            key, _, value = line.partition(":")
+            if key in ("Name", "Version"):
+                fields[key] = value.strip()
+    if len(fields) == 2:
+        state["installed"][fields["Name"]] = fields["Version"]
 # Pool hashes are remembered by (size, mtime): a wheel is hashed again only once changed.
-known_path = os.path.join(root, "wheels", ".sha256.json")
+pool = os.path.join(root, "wheels")
+known_path = os.path.join(pool, ".sha256.json")
 try:
     with open(known_path) as f:
         known = json.load(f)
 except (OSError, ValueError):
     known = {}
 changed = False
-for name in want:
-    path = os.path.join(root, "wheels", name)
-    if os.path.isfile(path):
-        st = os.stat(path)
-        entry = known.get(name)
-        if not entry or entry[:2] != [st.st_size, st.st_mtime_ns]:
-            digest = hashlib.sha256()
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-            known[name] = entry = [st.st_size, st.st_mtime_ns, digest.hexdigest()]
-            changed = True
-        state["pool"][name] = entry[2]
-if changed and os.path.isdir(os.path.join(root, "wheels")):
+for path in sorted(glob.glob(pool + "/*.whl")):
+    name = os.path.basename(path)
+    st = os.stat(path)
+    entry = known.get(name)
+    if not entry or entry[:2] != [st.st_size, st.st_mtime_ns]:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        known[name] = entry = [st.st_size, st.st_mtime_ns, digest.hexdigest()]
+        changed = True
+    state["pool"][name] = entry[2]
+if changed:
     with open(known_path + ".new", "w") as f:
         json.dump(known, f)
     os.replace(known_path + ".new", known_path)
+try:
+    with open("/etc/bbq/app-extras") as f:
+        state["extras"] = f.read()
+except FileNotFoundError:
+    pass
 out = subprocess.run(["systemctl", "list-unit-files", "--no-legend", "--state=enabled",
                       "bbq-*.service"], capture_output=True, text=True).stdout
 state["units"] = [line.split()[0] for line in out.splitlines() if line.strip()]
@@ -275,19 +360,48 @@ if conf.has_section("rest"):
     port = conf.get("rest", "port", fallback="8780")
     url = conf.get("rest", "url", fallback="http://127.0.0.1:" + port)
     state["health_url"] = url.rstrip("/") + "/healthz"
+# A deploy of another release gets an empty staging directory, writable by the SSH user.
+if release and release != state["current"]:
+    stage = root + "/.incoming"
+    shutil.rmtree(stage, ignore_errors=True)
+    os.mkdir(stage, 0o755)
+    user = pwd.getpwnam(owner)
+    os.chown(stage, user.pw_uid, user.pw_gid)
 print(json.dumps(state))
 """
+
+# Holds the host's deploy lock (flock) while its stdin is open: the deployer closes it when
+# done, and a dropped connection closes it too. Prints the state first.
+_LOCKED = r"""
+exec 8>>{lock}
+if ! flock -n 8; then
+    echo "another deploy holds this host's lock {lock} ($(cat {lock}.owner 2>/dev/null))" >&2
+    exit {locked_exit}
+fi
+echo "$1" > {lock}.owner
+shift
+python3 -c "$@" || exit
+exec cat >/dev/null
+"""
+
+_EXTRAS = re.compile(r"[A-Za-z0-9._-]+(,[A-Za-z0-9._-]+)*")
 
 
 @dataclasses.dataclass(frozen=True)
 class HostState:
-    """What a host runs: current release, complete releases oldest first, pool hashes."""
+    """What a host runs: current release, complete releases oldest first, pool hashes,
+    the current release's distributions ``{name: version}``, the app extras, and a switch
+    not confirmed yet (``switching``: its from and to releases)."""
 
     current: str | None
     releases: tuple[str, ...]
     pool: dict[str, str]
     units: tuple[str, ...]
     health_url: str | None
+    installed: dict[str, str] = dataclasses.field(default_factory=dict)
+    extras: tuple[str, ...] = ()
+    switching: tuple[str, str] | None = None
+    switch_busy: bool = False
 
     def previous(self) -> str | None:
         """The newest complete release installed before the current one (rollback target)."""
@@ -296,23 +410,83 @@ class HostState:
         index = self.releases.index(self.current)
         return self.releases[index - 1] if index > 0 else None
 
+    def last_healthy(self) -> str | None:
+        """The release the units ran before a switch not confirmed yet, else the current."""
+        return self.switching[0] if self.switching else self.current
 
-def host_state(c, wheels: Iterable[str] = ()) -> HostState:
-    """Read the host's release state; hash the pool wheels named in ``wheels``."""
-    args = " ".join(shlex.quote(w) for w in [ROOT, *wheels])
-    out = _check(c, f"python3 - {args} <<'BBQ_STATE'\n{_STATE}\nBBQ_STATE", "reading host state")
-    data = json.loads(out.strip().splitlines()[-1])
+
+def _host_extras(text: str | None) -> tuple[str, ...]:
+    if text is None:
+        return ()
+    value = text.strip()
+    if value and not _EXTRAS.fullmatch(value):
+        raise DeployError(f"{EXTRAS_FILE}: {value!r} is not a comma-separated list of extras")
+    return wheelhouse.normalize_extras(value.split(",") if value else ())
+
+
+def _parse_state(line: str) -> HostState:
+    data = json.loads(line)
+    switching = data["switching"]
     return HostState(
         current=data["current"],
         releases=tuple(name for name, _ in data["releases"]),
         pool=data["pool"],
         units=tuple(data["units"]),
         health_url=data["health_url"],
+        installed=data["installed"],
+        extras=_host_extras(data["extras"]),
+        switching=tuple(switching) if switching and len(switching) == 2 else None,
+        switch_busy=data["switch_busy"],
     )
 
 
+def _state_args(c, release: str = "") -> list[str]:
+    return [_STATE, ROOT, release, c.user, str(SWITCH_WAIT)]
+
+
+def host_state(c) -> HostState:
+    """Read the host's release state (without its deploy lock; changes nothing)."""
+    args = " ".join(shlex.quote(a) for a in _state_args(c))
+    out = _check(c, f"python3 -c {args}", "reading host state", SWITCH_WAIT + 120)
+    return _parse_state(out.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def locked_state(c, release: str = "") -> Iterator[HostState]:
+    """Hold the host's deploy lock for the block and yield its state read under it.
+
+    DeployError at once when another deploy holds the lock. With ``release`` (not the
+    current one), an empty staging directory for it is made too.
+    """
+    c.open()
+    channel = c.client.get_transport().open_session()
+    try:
+        channel.settimeout(SWITCH_WAIT + 120)
+        who = f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()}"
+        script = _LOCKED.format(lock=LOCK, locked_exit=LOCKED_EXIT)
+        args = [f"{who} since {time.strftime('%Y-%m-%d %H:%M:%S')}", *_state_args(c, release)]
+        channel.exec_command(
+            _as_root(c, script) + " bbq-deploy-lock " + " ".join(map(shlex.quote, args))
+        )
+        line = channel.makefile("r").readline()
+        if not line.strip():
+            status = channel.recv_exit_status()
+            error = channel.makefile_stderr("r").read().strip()
+            if isinstance(error, bytes):
+                error = error.decode(errors="replace")
+            if status == LOCKED_EXIT:
+                raise DeployError(error.splitlines()[-1])
+            tail = " | ".join(error.splitlines()[-5:])
+            raise DeployError(f"reading host state failed (exit {status}): {tail}")
+        yield _parse_state(line)
+    finally:
+        with contextlib.suppress(Exception):
+            channel.shutdown_write()
+        channel.close()
+
+
 # ---------------------------------------------------------------------------------------------
-# The local side: one wheelhouse, hashed once
+# The local side: wheelhouses built and hashed once per app source and extras
 
 
 @dataclasses.dataclass(frozen=True)
@@ -328,6 +502,10 @@ class Build:
         return self.house.release
 
     @property
+    def extras(self) -> tuple[str, ...]:
+        return self.house.extras
+
+    @property
     def total_bytes(self) -> int:
         return sum(self.sizes.values())
 
@@ -336,16 +514,31 @@ class Build:
         return "\n".join(f"{self.hashes[w]}  {w}" for w in sorted(self.house.wheels))
 
     def app_wheels(self) -> list[str]:
-        return [w for w in self.house.wheels if w.split("-")[0].lower() == APP]
+        return [w for w in self.house.wheels if parse_wheel_filename(w)[0] == APP]
+
+    def __call__(self, extras: Sequence[str] = ()) -> Build:
+        """This build, for hosts with its extras (DeployError for others)."""
+        if wheelhouse.normalize_extras(extras) != self.extras:
+            raise DeployError(
+                f"the host's app extras {','.join(extras) or '(none)'} differ from the "
+                f"wheelhouse's {','.join(self.extras) or '(none)'}"
+            )
+        return self
 
 
-def build_wheelhouse(app_dir: Path) -> Build:
-    """Build (once per app source) and hash the app's wheelhouse; DeployError for a bad dir."""
-    app_dir = Path(app_dir)
+def _app_hash(app_dir: Path) -> str:
     if not (app_dir / "setup.cfg").is_file():
         raise DeployError(f"{app_dir}: not an app directory (no setup.cfg)")
+    return fingerprint.tree_hash(app_dir)
+
+
+def build_wheelhouse(app_dir: Path, extras: Sequence[str] = (), app_hash: str = "") -> Build:
+    """Build (once per app source and extras) and hash the app's wheelhouse; DeployError for
+    a bad directory or an extra the app does not declare."""
+    app_dir = Path(app_dir)
+    app_hash = app_hash or _app_hash(app_dir)
     try:
-        house = wheelhouse.ensure(app_dir, fingerprint.tree_hash(app_dir))
+        house = wheelhouse.ensure(app_dir, app_hash, extras=extras)
     except wheelhouse.WheelhouseError as exc:
         raise DeployError(str(exc)) from None
     hashes, sizes = {}, {}
@@ -357,6 +550,28 @@ def build_wheelhouse(app_dir: Path) -> Build:
     if not build.app_wheels():
         raise DeployError(f"{house.path}: no {APP} wheel in the wheelhouse")
     return build
+
+
+class Wheelhouses:
+    """The app's builds by extras: ``houses(extras)`` builds each distinct set once (threads
+    asking for the same set wait for the one build)."""
+
+    def __init__(self, app_dir: Path):
+        self.app_dir = Path(app_dir)
+        self.app_hash = _app_hash(self.app_dir)
+        try:
+            self.release = wheelhouse.release_name(self.app_dir, self.app_hash)
+        except wheelhouse.WheelhouseError as exc:
+            raise DeployError(str(exc)) from None
+        self._builds: dict[tuple[str, ...], Build] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, extras: Sequence[str] = ()) -> Build:
+        key = wheelhouse.normalize_extras(extras)
+        with self._lock:
+            if key not in self._builds:
+                self._builds[key] = build_wheelhouse(self.app_dir, key, self.app_hash)
+            return self._builds[key]
 
 
 @functools.lru_cache(maxsize=512)
@@ -373,96 +588,173 @@ def _sha256(path: Path) -> str:
     return _sha256_cached(str(path), st.st_mtime, st.st_size)
 
 
-# ---------------------------------------------------------------------------------------------
-# One host
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What a deploy does to one host's files: wheels ``send`` (the host lacks them) and
+    ``link`` (from its pool) into the staging directory, ``install`` into the new release
+    (every wheel for a fresh venv), distributions ``remove``d from a clone."""
+
+    send: tuple[str, ...]
+    link: tuple[str, ...]
+    install: tuple[str, ...]
+    remove: tuple[str, ...]
+    dependencies_changed: bool
 
 
-def _switch(c, release: str) -> None:
-    """Point current at ``release`` atomically: a new symlink renamed over the old one."""
-    link = shlex.quote(f"releases/{release}")
-    _check(
-        c,
-        f"ln -sfn {link} {CURRENT}.new && mv -T {CURRENT}.new {CURRENT}",
-        f"switching to {release}",
+def plan(build: Build, state: HostState, mode: str) -> Plan:
+    """The plan for ``build`` on a host in ``state``: a clone keeps every distribution the
+    current release has at the wheel's name and version, and reinstalls the app always."""
+    wheels = build.house.wheels
+    in_pool = {w for w in wheels if state.pool.get(w) == build.hashes[w]}
+    remove: list[str] = []
+    if mode == "fresh":
+        install = list(wheels)
+    else:
+        installed = {canonicalize_name(n): v for n, v in state.installed.items()}
+        names = set()
+        install = []
+        for wheel in wheels:
+            name, version, *_ = parse_wheel_filename(wheel)
+            names.add(name)
+            if name == APP or not _same_version(installed.get(name), version):
+                install.append(wheel)
+        remove = sorted(n for n in installed if n not in names and n not in VENV_SEEDS)
+    return Plan(
+        send=tuple(w for w in install if w not in in_pool),
+        link=tuple(w for w in install if w in in_pool),
+        install=tuple(install),
+        remove=tuple(remove),
+        dependencies_changed=mode == "fresh"
+        or bool(remove)
+        or any(parse_wheel_filename(w)[0] != APP for w in install),
     )
 
 
-def _restart(c, units: Sequence[str]) -> None:
-    if units:
-        _check(c, "systemctl restart " + " ".join(map(shlex.quote, units)), "restarting units")
+def _same_version(text: str | None, version: Version) -> bool:
+    try:
+        return text is not None and Version(text) == version
+    except InvalidVersion:
+        return False
 
 
-def check_health(c, units: Sequence[str], url: str | None, timeout: float) -> str:
-    """Wait until every unit is active and ``url`` answers 2xx; '' when healthy, else why."""
-    deadline = time.monotonic() + timeout
-    why = "not checked"
-    while True:
-        states = _sh(c, "systemctl is-active " + " ".join(map(shlex.quote, units)), 30)
-        inactive = [
-            f"{u}={s}" for u, s in zip(units, states.stdout.split(), strict=False) if s != "active"
-        ]
-        if inactive:
-            why = "unit not active: " + ", ".join(inactive)
-        elif url:
-            answer = _sh(c, f"curl -sS -m 5 -o /dev/null -w '%{{http_code}}' {shlex.quote(url)}")
-            code = answer.stdout.strip()
-            why = "" if code.startswith("2") else f"{url} answered {code or answer.stderr.strip()}"
-        else:
-            why = ""
-        if not why:
-            # Still up a moment later: a unit that crashes right after starting is not healthy.
-            time.sleep(2)
-            again = _sh(c, "systemctl is-active " + " ".join(map(shlex.quote, units)), 30)
-            if again.exited == 0:
-                return ""
-            why = "unit stopped after starting: " + again.stdout.strip().replace("\n", ",")
-        if time.monotonic() >= deadline:
-            return why
-        time.sleep(1)
+# ---------------------------------------------------------------------------------------------
+# Host-side scripts
 
+# Health, shared by the scripts below (bash functions; plain braces: not formatted).
+_HEALTH = r"""
+# why_unhealthy URL UNIT...: why the units or the URL are not healthy; nothing when healthy.
+why_unhealthy() {
+    local url=$1 bad="" i=0 unit code
+    shift
+    local states=()
+    if [ $# -gt 0 ]; then
+        mapfile -t states < <(systemctl is-active "$@" 2>/dev/null)
+    fi
+    for unit in "$@"; do
+        [ "${states[$i]:-unknown}" = active ] || bad+="${bad:+, }$unit=${states[$i]:-unknown}"
+        i=$((i + 1))
+    done
+    if [ -n "$bad" ]; then
+        echo "unit not active: $bad"
+    elif [ -n "$url" ]; then
+        code=$(curl -sS -m 5 -o /dev/null -w '%{http_code}' "$url" 2>&1) || true
+        case $code in
+            2??) ;;
+            *) echo "$url answered ${code//$'\n'/ }" ;;
+        esac
+    fi
+}
+main_pids() {
+    if [ $# -gt 0 ]; then systemctl show -P MainPID "$@" | tr '\n' ' '; fi
+}
+# wait_healthy TIMEOUT SETTLE URL UNIT...: polls until healthy (0 when so, and the same unit
+# processes still up SETTLE seconds later), or prints why not once TIMEOUT seconds passed.
+wait_healthy() {
+    local timeout=$1 settle=$2 url=$3 why before end
+    shift 3
+    end=$(($(date +%s) + ${timeout%.*}))
+    while :; do
+        why=$(why_unhealthy "$url" "$@")
+        if [ -z "$why" ]; then
+            before=$(main_pids "$@")
+            sleep "$settle"
+            why=$(why_unhealthy "" "$@")
+            if [ -z "$why" ] && [ "$(main_pids "$@")" = "$before" ]; then
+                return 0
+            fi
+            why=${why:-"unit restarted right after starting"}
+        fi
+        if [ "$(date +%s)" -ge "$end" ]; then
+            echo "$why"
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+"""
 
+_STATUS = r"""
+{health}
+url=$1
+shift
+why_unhealthy "$url" "$@"
+"""
+
+# Build releases/<release> from the staging directory (clone, fresh, or reuse a complete
+# one), check it, and make it complete; on any failure remove what it made.
 _INSTALL = r"""
 set -eu -o pipefail
-release=$1 base=$2 mode=$3 stage=$4 version=$5 manifest=$6; shift 6
+release=$1 base=$2 mode=$3 stage=$4 manifest=$5 requirement=$6 version=$7
+link=$8 send=$9 install=${{10}} remove=${{11}} deps_changed=${{12}}
+shift 12
 target={releases}/$release
-# Wheels the host already has join the staging directory as hard links.
-for wheel in "$@"; do
-    [ -e "$stage/$wheel" ] || ln "{pool}/$wheel" "$stage/$wheel"
-done
-# WHEELS (the manifest argument, sha256sum lines): what a release is built from, so that a
-# clone of it knows what must change.
-deps() {{ grep -v "  {app}-" || true; }}
-pip=(-m pip install --quiet --no-index --no-cache-dir --disable-pip-version-check)
-rm -rf "$target"
-if [ "$mode" = clone ] && [ -n "$base" ] && [ -x "{releases}/$base/bin/python" ]; then
+finished=
+cleanup() {{
+    rm -rf "$stage"
+    if [ -z "$finished" ] && [ "$mode" != reuse ]; then rm -rf "$target"; fi
+}}
+trap cleanup EXIT
+pip=(-m pip --quiet --disable-pip-version-check)
+offline=(--no-index --no-cache-dir)
+requires() {{
+    cat "$1"/lib/python3*/site-packages/{app}-*.dist-info/METADATA | grep '^Requires-Dist:' || true
+}}
+for wheel in $link; do ln -f "{pool}/$wheel" "$stage/$wheel"; done
+check=yes
+case $mode in
+clone)
+    rm -rf "$target"
     cp -al "{releases}/$base" "$target"
-    rm -f "$target/RELEASE"
+    rm -f "$target/RELEASE" "$target/WHEELS"
     # Scripts and activate files name the venv's own path: rewrite them (new files, not the
     # hard-linked originals).
     grep -rlIF "{releases}/$base/" "$target/bin" | while read -r file; do
         sed -i "s|{releases}/$base\b|{releases}/$release|g" "$file"
     done
     sed -i "s|{releases}/$base\b|{releases}/$release|g" "$target/pyvenv.cfg"
-    "$target/bin/python" "${{pip[@]}}" --no-deps --force-reinstall "$stage"/{app}-*.whl
-    # The other wheels, unless the base was built from exactly these: pip installs those
-    # whose version differs and keeps the rest.
-    if [ ! -f "$target/WHEELS" ] || [ "$(deps < "$target/WHEELS")" != "$(deps <<< "$manifest")" ]
-    then
-        "$target/bin/python" "${{pip[@]}}" --find-links "$stage" "$stage"/*.whl
+    before=$(requires "$target")
+    wheels=()
+    for wheel in $install; do wheels+=("$stage/$wheel"); done
+    "$target/bin/python" "${{pip[@]}}" install "${{offline[@]}}" --no-deps --force-reinstall \
+        "${{wheels[@]}}"
+    if [ -n "$remove" ]; then
+        # shellcheck disable=SC2086
+        "$target/bin/python" "${{pip[@]}}" uninstall --yes $remove
     fi
-else
+    # The base's dependencies passed this check when it was made: only a changed dependency
+    # or changed app requirements need it again.
+    if [ "$deps_changed" = no ] && [ "$(requires "$target")" = "$before" ]; then check=no; fi
+    ;;
+fresh)
+    rm -rf "$target"
     python3 -m venv "$target"
-    "$target/bin/python" "${{pip[@]}}" --find-links "$stage" "{app}==$version"
+    "$target/bin/python" "${{pip[@]}}" install "${{offline[@]}}" --find-links "$stage" \
+        "$requirement==$version"
+    ;;
+esac
+if [ "$check" = yes ]; then
+    "$target/bin/python" -m pip check --disable-pip-version-check >&2
 fi
-echo "$manifest" > "$target/WHEELS.new"
-mv -f "$target/WHEELS.new" "$target/WHEELS"
-"""
-
-_PRECHECK = r"""
-set -eu -o pipefail
-target={releases}/$1; shift
-"$target/bin/python" -m pip check --disable-pip-version-check >/dev/null
-"$target/bin/python" -c 'import {app}, importlib.metadata as m; print(m.version("{app}"))'
 for unit in "$@"; do
     program=$(systemctl show -P ExecStart "$unit" | sed -n 's/.*path=\([^ ;]*\).*/\1/p')
     case "$program" in
@@ -470,151 +762,144 @@ for unit in "$@"; do
             echo "$unit: ${{program#{current}/}} missing in the new release" >&2; exit 1; }} ;;
     esac
 done
-"""
-
-_FINISH = r"""
-set -eu -o pipefail
-release=$1 stage=$2; shift 2
-target={releases}/$release
+installed=$("$target/bin/python" -c \
+    'import {app}, importlib.metadata as m; print(m.version("{app}"))')
+# WHEELS (sha256sum lines): what the release is built from.
+echo "$manifest" > "$target/WHEELS"
 echo "$release" > "$target/RELEASE.new"
 user=$(stat -c %U {releases}) group=$(stat -c %G {releases})
 # Only what is not the owner's yet (a clone's hard links mostly are): fewer inode writes.
 find "$target" \( ! -user "$user" -o ! -group "$group" \) -exec chown -h "$user:$group" {{}} +
-# New wheels join the pool (a rename each: a reader never sees half a wheel).
-for wheel in "$@"; do
-    chown "$(stat -c %U:%G {pool})" "$stage/$wheel"
-    mv -f "$stage/$wheel" "{pool}/$wheel"
-done
-rm -rf "$stage"
+if [ -n "$send" ]; then
+    [ -d {pool} ] || install -d -o "$user" -g "$group" {pool}
+    owner=$(stat -c %U:%G {pool})
+    for wheel in $send; do  # new wheels join the pool (a rename each: never half a wheel)
+        chown "$owner" "$stage/$wheel"
+        mv -f "$stage/$wheel" "{pool}/$wheel"
+    done
+fi
 mv "$target/RELEASE.new" "$target/RELEASE"
+finished=yes
+echo "$installed"
+"""
+
+# Switch current to a release, restart the units, wait until healthy; then remove releases
+# (prune) or, unhealthy, switch back (when given a release to go back to). Runs to its end
+# even if the deployer's connection drops (see _switch); the switching marker names a switch
+# whose health is not confirmed yet.
+_SWITCH = r"""
+{health}
+set -u -o pipefail
+to=$1 from=$2 back=$3 timeout=$4 settle=$5 url=$6 prune=$7
+shift 7
+exec 9>>{switch_lock}
+flock 9
+point() {{ ln -sfn "releases/$1" {current}.new && mv -T {current}.new {current}; }}
+restart() {{ if [ $# -gt 0 ]; then systemctl restart "$@" || true; fi; }}
+discard() {{  # moved away at once (hidden names are no releases), deleted at low priority
+    [ $# -gt 0 ] || return 0
+    local trash release
+    trash=$(mktemp -d {releases}/.gone.XXXXXX) || return 1
+    for release in "$@"; do mv "{releases}/$release" "$trash/"; done
+    (setsid nice -n 19 ionice -c 3 rm -rf "$trash" </dev/null >/dev/null 2>&1 &)
+}}
+report() {{
+    [ -z "$from" ] || rm -f {switching}
+    printf 'BBQ-RESULT\t%s\t%s\t%s\n' "$1" "${{2//$'\n'/ }}" "${{3//$'\n'/ }}"
+    exit 0
+}}
+if [ -n "$from" ]; then
+    echo "$from $to" > {switching}.new && mv -f {switching}.new {switching}
+fi
+if ! point "$to"; then
+    [ -z "$from" ] || rm -f {switching}
+    echo "cannot point {current} at $to" >&2
+    exit 1
+fi
+echo "switched to $to; restarting ${{*:--}}"
+restart "$@"
+if why=$(wait_healthy "$timeout" "$settle" "$url" "$@"); then
+    removed=""
+    # shellcheck disable=SC2086
+    if [ -n "$prune" ] && discard $prune; then removed=$prune; fi
+    report healthy "" "$removed"
+fi
+[ -n "$back" ] || report unhealthy "$why" ""
+echo "UNHEALTHY: $why; switching back to $back"
+point "$back"
+restart "$@"
+again=$(wait_healthy "$timeout" "$settle" "$url" "$@") || true
+discard "$to" || true
+report rolled-back "$why" "$again"
 """
 
 
-def _fmt(script: str) -> str:
-    return script.format(releases=RELEASES, pool=POOL, app=APP, current=CURRENT)
+@dataclasses.dataclass(frozen=True)
+class Switched:
+    """How a switch ended: ``healthy``, ``unhealthy`` or ``rolled-back`` (with why, and the
+    old release's health after going back), and the releases removed."""
+
+    outcome: str
+    why: str
+    again: str
+    removed: tuple[str, ...]
 
 
-def _script(c, script: str, args: Sequence[str], what: str, timeout: float = 900) -> str:
-    quoted = " ".join(shlex.quote(a) for a in args)
-    command = f"bash -s -- {quoted} <<'BBQ_SCRIPT'\n{_fmt(script)}\nBBQ_SCRIPT"
-    return _check(c, command, what, timeout)
-
-
-def deploy_host(
+def _switch(
     c,
-    build: Build,
-    keep: int = DEFAULT_KEEP,
-    mode: str = "clone",
-    health_timeout: float = HEALTH_TIMEOUT,
-    label: str | None = None,
-) -> HostResult:
-    """Deploy ``build`` to the host behind Connection ``c``; never leaves it half-deployed.
+    state: HostState,
+    to: str,
+    from_: str,
+    back: str,
+    prune: Sequence[str],
+    health_timeout: float,
+    label: str,
+) -> Switched:
+    """Run _SWITCH on the host. Its output goes to a file there first, and hangups and
+    broken pipes are ignored, so a dropped connection does not stop it half-way."""
+    args = [to, from_, back, str(health_timeout), str(HEALTH_SETTLE), state.health_url or ""]
+    args += [" ".join(prune), *state.units]
+    quoted = " ".join(shlex.quote(a) for a in args)
+    log = f"{ROOT}/.switch.log"
+    command = (
+        "trap '' HUP PIPE\n"
+        f"bash -s -- {quoted} >{log} 2>&1 <<'BBQ_SCRIPT'\n{_fmt(_SWITCH)}\nBBQ_SCRIPT\n"
+        f"rc=$?; cat {log}; exit $rc"
+    )
+    try:
+        out = _check(c, command, "switching", 3 * health_timeout + 120)
+    except DeployError:
+        raise
+    except Exception as exc:
+        raise DeployError(
+            f"connection lost while switching to {to} ({_reason(exc)}): the host completes the "
+            "switch on its own (health-checked, switched back if unhealthy); see fab status"
+        ) from None
+    result = None
+    for line in out.splitlines():
+        if line.startswith("BBQ-RESULT\t"):
+            result = line.split("\t")[1:]
+        elif line.strip():
+            say(label, line)
+    if result is None:
+        raise DeployError(f"switching to {to}: no result from the host")
+    outcome, why, extra = (result + ["", ""])[:3]
+    if outcome == "healthy":
+        return Switched(outcome, "", "", tuple(extra.split()))
+    return Switched(outcome, why, extra, ())
 
-    Returns a HostResult: ``unchanged`` (already running it: nothing sent or restarted),
-    ``deployed``, ``rolled-back`` (unhealthy after the switch: back on the old release) or
-    ``failed`` (an error before the switch: the host is untouched on its old release).
-    """
-    label = label or c.host
+
+def _attempt(label: str, work: Callable[[HostResult], None]) -> HostResult:
+    """Run ``work`` on a new HostResult, timed; an exception makes it ``failed`` (one line)."""
     start = time.monotonic()
-    result = HostResult(label, to_release=build.release)
-    stage = ""
+    result = HostResult(label)
     try:
-        state = host_state(c, build.house.wheels)
-        result.from_release = state.current or ""
-        if state.current is None:
-            raise DeployError(f"no {CURRENT} on the host: not a bbq instance")
-        if state.current == build.release:
-            say(label, f"already on {build.release}: nothing to do")
-            result.result = UNCHANGED
-            return result
-        missing = [w for w in build.house.wheels if state.pool.get(w) != build.hashes[w]]
-        present = [w for w in build.house.wheels if w not in missing]
-        stage = _check(c, f"mktemp -d {ROOT}/.incoming.XXXXXX", "making a staging directory")
-        stage = stage.strip()
-        if c.user != "root":
-            _check(c, f"chown {shlex.quote(c.user)} {stage}", "staging directory owner")
-        say(label, f"{state.current} -> {build.release}: sending {len(missing)} wheel(s)")
-        for wheel in missing:
-            c.put(str(build.house.path / wheel), posixpath.join(stage, wheel))
-            result.bytes_sent += build.sizes[wheel]
-        if build.release in state.releases and build.release != state.current:
-            say(label, f"{build.release} is already installed: reusing it")
-        else:
-            say(label, f"installing {build.release} ({mode}) offline")
-            _script(
-                c,
-                _INSTALL,
-                [
-                    build.release,
-                    state.current,
-                    mode,
-                    stage,
-                    build.house.version,
-                    build.manifest(),
-                    *present,
-                ],
-                "offline install",
-            )
-        version = _script(c, _PRECHECK, [build.release, *state.units], "pre-switch check").strip()
-        if version.splitlines()[-1] != build.house.version:
-            raise DeployError(
-                f"pre-switch check: {APP} {version!r} installed, {build.house.version} expected"
-            )
-        _script(c, _FINISH, [build.release, stage, *missing], "finishing the release")
-        stage = ""
-    except Exception as exc:
-        if stage:
-            _sh(c, f"rm -rf {shlex.quote(stage)}")
-        if result.from_release and build.release not in _releases_safe(c, result.from_release):
-            _sh(c, f"rm -rf {shlex.quote(f'{RELEASES}/{build.release}')}")
-        result.result, result.message = FAILED, _reason(exc)
-        result.seconds = round(time.monotonic() - start, 1)
-        say(label, f"FAILED before the switch, still on {result.from_release}: {result.message}")
-        return result
-
-    try:
-        _switch(c, build.release)
-        say(label, f"switched to {build.release}; restarting {', '.join(state.units) or '-'}")
-        _restart(c, state.units)
-        result.restarted = True
-        why = check_health(c, state.units, state.health_url, health_timeout)
-        if not why:
-            result.result = DEPLOYED
-            try:
-                removed = prune(c, keep)
-                say(label, "healthy" + (f"; removed {', '.join(removed)}" if removed else ""))
-            except Exception as exc:  # deployed and healthy all the same
-                result.message = f"old releases kept: {_reason(exc)}"
-                say(label, f"healthy; {result.message}")
-        else:
-            say(label, f"UNHEALTHY: {why}; rolling back to {state.current}")
-            _switch(c, state.current)
-            _restart(c, state.units)
-            again = check_health(c, state.units, state.health_url, health_timeout)
-            discard(c, [build.release])
-            result.result, result.message = ROLLED_BACK, why
-            if again:
-                result.message += f"; old release unhealthy too: {again}"
-            say(label, f"back on {state.current}" + (f", unhealthy: {again}" if again else ""))
+        work(result)
     except Exception as exc:
         result.result, result.message = FAILED, _reason(exc)
-        try:  # best effort: back on the release it ran before
-            _switch(c, state.current)
-            _restart(c, state.units)
-            result.message += f"; switched back to {state.current}"
-        except Exception:
-            result.message += f"; could not switch back to {state.current}"
-        say(label, f"FAILED after the switch: {result.message}")
+        say(label, f"FAILED: {result.message}")
     result.seconds = round(time.monotonic() - start, 1)
     return result
-
-
-def _releases_safe(c, current: str) -> tuple[str, ...]:
-    """Complete releases on the host (never raises; ``current`` at least)."""
-    try:
-        return host_state(c).releases
-    except Exception:
-        return (current,)
 
 
 def _reason(exc: Exception) -> str:
@@ -622,95 +907,169 @@ def _reason(exc: Exception) -> str:
     return text.splitlines()[0] if isinstance(exc, DeployError) else f"{type(exc).__name__}: {text}"
 
 
-def discard(c, releases: Sequence[str]) -> None:
-    """Remove releases: moved away at once (hidden names are no releases), deleted after."""
-    paths = " ".join(shlex.quote(f"{RELEASES}/{r}") for r in releases)
-    _check(
-        c,
-        f'trash=$(mktemp -d {RELEASES}/.gone.XXXXXX) && mv {paths} "$trash/" && '
-        '(setsid rm -rf "$trash" </dev/null >/dev/null 2>&1 &)',
-        "removing releases",
-    )
+# ---------------------------------------------------------------------------------------------
+# One host
 
 
-def prune(c, keep: int) -> list[str]:
-    """Remove all but the newest ``keep`` releases (never current or its rollback target)."""
-    state = host_state(c)
-    protected = {state.current, state.previous()}
-    kept = set(state.releases[-keep:]) | protected
-    gone = [r for r in state.releases if r not in kept]
-    if gone:
-        discard(c, gone)
-    return gone
+def _install(c, build: Build, state: HostState, mode: str, result: HostResult, label: str):
+    """Send what the host lacks and build the release there (checked); before the switch."""
+    reuse = build.release in state.releases
+    steps = Plan((), (), (), (), False) if reuse else plan(build, state, mode)
+    say(label, f"{state.current} -> {build.release}: sending {len(steps.send)} wheel(s)")
+    if steps.send:
+        sftp = c.sftp()
+        for wheel in steps.send:
+            sftp.put(str(build.house.path / wheel), posixpath.join(STAGE, wheel))
+            result.bytes_sent += build.sizes[wheel]
+    if reuse:
+        say(label, f"{build.release} is already installed: reusing it")
+    else:
+        extras = f"[{','.join(build.extras)}]" if build.extras else ""
+        say(label, f"installing {APP}{extras} {build.release} ({mode}) offline")
+    args = [
+        build.release,
+        state.current or "",
+        "reuse" if reuse else mode,
+        STAGE,
+        build.manifest(),
+        build.house.requirement,
+        build.house.version,
+        " ".join(steps.link),
+        " ".join(steps.send),
+        " ".join(steps.install),
+        " ".join(steps.remove),
+        "yes" if steps.dependencies_changed else "no",
+        *state.units,
+    ]
+    out = _script(c, _INSTALL, args, "offline install and pre-switch check")
+    installed = out.strip().splitlines()[-1] if out.strip() else ""
+    if installed != build.house.version:
+        raise DeployError(f"{APP} {installed!r} installed, {build.house.version} expected")
+
+
+def deploy_host(
+    c,
+    houses: Callable[[Sequence[str]], Build],
+    keep: int = DEFAULT_KEEP,
+    mode: str = "clone",
+    health_timeout: float = HEALTH_TIMEOUT,
+    label: str | None = None,
+) -> HostResult:
+    """Deploy the app to the host behind Connection ``c``; never leaves it half-deployed.
+
+    ``houses(extras)`` gives the Build for the host's app extras (a Wheelhouses, or one
+    Build). Returns a HostResult: ``unchanged`` (already running it: nothing sent or
+    restarted), ``deployed``, ``rolled-back`` (unhealthy after the switch: back on the old
+    release) or ``failed`` (before the switch: the host is untouched on its old release).
+    """
+    label = label or c.host
+    release = houses.release
+
+    def work(result: HostResult) -> None:
+        result.to_release = release
+        with locked_state(c, release) as state:
+            result.from_release = state.current or ""
+            if state.current is None:
+                raise DeployError(f"no {CURRENT} on the host: not a bbq instance")
+            if state.switch_busy:
+                raise DeployError("a switch of an earlier deploy is still running on the host")
+            back = state.last_healthy() or ""
+            if state.current == release and not state.switching:
+                say(label, f"already on {release}: nothing to do")
+                result.result = UNCHANGED
+                return
+            if state.current == release:
+                say(label, f"completing the unconfirmed switch {back} -> {release}")
+                result.from_release = back
+            else:
+                try:
+                    _install(c, houses(state.extras), state, mode, result, label)
+                except Exception as exc:
+                    raise DeployError(
+                        f"before the switch, still on {state.current}: {_reason(exc)}"
+                    ) from None
+            order = [r for r in state.releases if r != release] + [release]
+            kept = set(order[-keep:]) | {release, back}
+            prune = [r for r in order if r not in kept]
+            switched = _switch(c, state, release, back, back, prune, health_timeout, label)
+            result.restarted = True
+            if switched.outcome == "healthy":
+                result.result = DEPLOYED
+                removed = ", ".join(switched.removed)
+                say(label, "healthy" + (f"; removed {removed}" if removed else ""))
+            else:
+                result.result, result.message = ROLLED_BACK, switched.why
+                if switched.again:
+                    result.message += f"; old release unhealthy too: {switched.again}"
+                unhealthy = f", unhealthy: {switched.again}" if switched.again else ""
+                say(label, f"back on {back}{unhealthy}")
+
+    return _attempt(label, work)
 
 
 def rollback_host(c, health_timeout: float = HEALTH_TIMEOUT, label: str | None = None):
-    """Switch the host back to the release installed before its current one; health-checked."""
+    """Switch the host back to the release installed before its current one (or to the one
+    an unconfirmed switch came from); health-checked. The release left is removed."""
     label = label or c.host
-    start = time.monotonic()
-    result = HostResult(label)
-    try:
-        state = host_state(c)
-        result.from_release = state.current or ""
-        target = state.previous()
-        if target is None:
-            raise DeployError(f"no release older than {state.current} to roll back to")
-        result.to_release = target
-        _switch(c, target)
-        _restart(c, state.units)
-        result.restarted = True
-        # The release rolled back from goes: the next rollback steps further back.
-        discard(c, [state.current])
-        why = check_health(c, state.units, state.health_url, health_timeout)
-        result.result, result.message = (FAILED, why) if why else (OK, "")
-        say(label, f"rolled back {state.current} -> {target}" + (f": {why}" if why else ""))
-    except Exception as exc:
-        result.result, result.message = FAILED, _reason(exc)
-        say(label, f"FAILED: {result.message}")
-    result.seconds = round(time.monotonic() - start, 1)
-    return result
+
+    def work(result: HostResult) -> None:
+        with locked_state(c) as state:
+            result.from_release = state.current or ""
+            target = state.previous()
+            if state.switching and state.switching[0] != state.current:
+                target = state.switching[0]
+            if target is None:
+                raise DeployError(f"no release older than {state.current} to roll back to")
+            result.to_release = target
+            left = state.current or ""
+            switched = _switch(c, state, target, left, "", [left], health_timeout, label)
+            result.restarted = True
+            result.result, result.message = (OK, "") if not switched.why else (FAILED, switched.why)
+            why = f": {switched.why}" if switched.why else ""
+            say(label, f"rolled back {state.current} -> {target}{why}")
+
+    return _attempt(label, work)
 
 
 def restart_host(c, health_timeout: float = HEALTH_TIMEOUT, label: str | None = None):
     """Restart the host's bbq units and check health."""
     label = label or c.host
-    start = time.monotonic()
-    result = HostResult(label)
-    try:
-        state = host_state(c)
-        result.from_release = result.to_release = state.current or ""
-        _restart(c, state.units)
-        result.restarted = True
-        why = check_health(c, state.units, state.health_url, health_timeout)
-        result.result, result.message = (FAILED, why) if why else (OK, "")
-        say(label, f"restarted {', '.join(state.units)}: " + (why or "healthy"))
-    except Exception as exc:
-        result.result, result.message = FAILED, _reason(exc)
-        say(label, f"FAILED: {result.message}")
-    result.seconds = round(time.monotonic() - start, 1)
-    return result
+
+    def work(result: HostResult) -> None:
+        with locked_state(c) as state:
+            result.from_release = result.to_release = state.current or ""
+            switched = _switch(c, state, state.current or "", "", "", [], health_timeout, label)
+            result.restarted = True
+            result.result, result.message = (OK, "") if not switched.why else (FAILED, switched.why)
+            say(label, f"restarted {', '.join(state.units)}: " + (switched.why or "healthy"))
+
+    return _attempt(label, work)
 
 
 def status_host(c, label: str | None = None) -> HostResult:
-    """Report the current release, the units' state and health (changes nothing)."""
+    """Report the current release, the units' state and health (changes nothing); a switch
+    whose health was never confirmed counts as a failure."""
     label = label or c.host
-    start = time.monotonic()
-    result = HostResult(label)
-    try:
+
+    def work(result: HostResult) -> None:
         state = host_state(c)
         result.from_release = result.to_release = state.current or ""
-        why = check_health(c, state.units, state.health_url, timeout=0)
+        why = _script(c, _STATUS, [state.health_url or "", *state.units], "health").strip()
+        if state.switch_busy:
+            why = f"a switch to {state.current} is still running"
+        elif state.switching:
+            why = (
+                f"switch {state.switching[0]} -> {state.switching[1]} not confirmed healthy "
+                f"(units: {why or 'healthy'}): deploy again or roll back"
+            )
         result.result, result.message = (FAILED, why) if why else (OK, "")
         say(
             label,
             f"current {state.current}; releases {', '.join(state.releases)}; "
             + (f"UNHEALTHY: {why}" if why else "healthy"),
         )
-    except Exception as exc:
-        result.result, result.message = FAILED, _reason(exc)
-        say(label, f"FAILED: {result.message}")
-    result.seconds = round(time.monotonic() - start, 1)
-    return result
+
+    return _attempt(label, work)
 
 
 def releases_host(c, label: str | None = None) -> list[str]:
@@ -832,12 +1191,12 @@ def run_task(
         except auth.AuthError as exc:
             raise DeployError(str(exc)) from None
         targets = inventory.from_nova(cloud, role=role, image=image, network=network, user=user)
-    build = build_wheelhouse(Path(app)) if action == "deploy" else None
+    houses = Wheelhouses(Path(app)) if action == "deploy" else None
 
     def act(target: Target) -> HostResult:
         with connect(target, ssh) as c:
-            if build is not None:
-                return deploy_host(c, build, keep, mode, health_timeout, target.label)
+            if houses is not None:
+                return deploy_host(c, houses, keep, mode, health_timeout, target.label)
             if action == "rollback":
                 return rollback_host(c, health_timeout, target.label)
             if action == "restart":
@@ -851,7 +1210,7 @@ def run_task(
             return HostResult(target.label, current, current, OK, seconds)
 
     if action == "deploy":
-        say("rollout", f"{build.release} to {len(targets)} host(s), batch {batch}")
+        say("rollout", f"{houses.release} to {len(targets)} host(s), batch {batch}")
     results = rollout(targets, act, batch=batch, max_fail=max_fail)
     print(table(results), flush=True)
     bad = failed(results)
