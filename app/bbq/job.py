@@ -178,6 +178,9 @@ class BatchWriter:
         self.settings = self.store.settings()
         self.max_bytes = conf.stream.max_message_bytes
         self.partitions = conf.stream.partitions
+        self.source_partitions = (
+            conf.stream.socket_partitions if conf.stream.source == "socket" else 1
+        )
         self.signaller = signaller or Signaller(
             conf.rest.url, conf.rest.retries, conf.rest.retry_delay, conf.rest.timeout
         )
@@ -199,10 +202,11 @@ class BatchWriter:
         started = time.monotonic()
         settings, max_bytes = self.settings, self.max_bytes
         want = self.partitions or df.sparkSession.sparkContext.defaultParallelism
-        have = df.rdd.getNumPartitions()
-        if have > want:
+        # The sources' partitioning is known (socket: socket_partitions slices; zaqar: one
+        # partition), so no df.rdd planning pass per batch is needed to ask for it.
+        if self.source_partitions >= want:
             df = df.coalesce(want)  # no shuffle: merges the socket source's slices
-        elif have < want:
+        else:
             df = df.repartition(want)  # spreads a single-partition source over executors
         result = df.mapInArrow(store_arrow(settings, max_bytes, batch_id), "summary string")
         parts = [json.loads(row.summary) for row in result.collect()]
