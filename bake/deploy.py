@@ -71,7 +71,8 @@ SWITCH_LOCK = f"{ROOT}/.switch.lock"
 SWITCHING = f"{ROOT}/.switching"
 EXTRAS_FILE = "/etc/bbq/app-extras"
 APP = "bbq"
-# Distributions a venv brings itself (never removed from a clone for missing from the wheels).
+# Distributions a venv brings itself: a clone keeps the ones it has at their version (as a
+# fresh venv does) and never removes them.
 VENV_SEEDS = frozenset({"pip", "setuptools", "wheel"})
 DEFAULT_KEEP = 3
 HEALTH_TIMEOUT = 60.0
@@ -603,7 +604,8 @@ class Plan:
 
 def plan(build: Build, state: HostState, mode: str) -> Plan:
     """The plan for ``build`` on a host in ``state``: a clone keeps every distribution the
-    current release has at the wheel's name and version, and reinstalls the app always."""
+    current release has at the wheel's name and version (and the venv's own seeds at any
+    version), removes the ones not in the wheelhouse, and reinstalls the app always."""
     wheels = build.house.wheels
     in_pool = {w for w in wheels if state.pool.get(w) == build.hashes[w]}
     remove: list[str] = []
@@ -616,6 +618,8 @@ def plan(build: Build, state: HostState, mode: str) -> Plan:
         for wheel in wheels:
             name, version, *_ = parse_wheel_filename(wheel)
             names.add(name)
+            if name in VENV_SEEDS and name in installed:
+                continue  # the venv's own, as in a fresh venv (pip check tells if too old)
             if name == APP or not _same_version(installed.get(name), version):
                 install.append(wheel)
         remove = sorted(n for n in installed if n not in names and n not in VENV_SEEDS)
@@ -801,7 +805,7 @@ discard() {{  # moved away at once (hidden names are no releases), deleted at lo
     local trash release
     trash=$(mktemp -d {releases}/.gone.XXXXXX) || return 1
     for release in "$@"; do mv "{releases}/$release" "$trash/"; done
-    (setsid nice -n 19 ionice -c 3 rm -rf "$trash" </dev/null >/dev/null 2>&1 &)
+    (setsid nice -n 19 ionice -c 3 rm -rf "$trash" </dev/null >/dev/null 2>&1 9>&- &)
 }}
 report() {{
     [ -z "$from" ] || rm -f {switching}

@@ -9,9 +9,11 @@ Boots 4 instances (systemd-nspawn, real sshd and systemd) and measures:
      the same package index this machine's pip uses (its config and local index directories
      are handed to the instances read-only).
 
-A first, untimed deploy to all 4 warms them up (see main). Wheelhouses are built before
-timing (a deploy builds its wheelhouse once, locally, for all hosts).
-Usage: .venv/bin/python bench/bench_deploy.py [--rootfs DIR] [--no-seed]
+Two untimed deploys to all 4 warm them up (see main); then --rounds pairs of 1-host and
+4-host deploys (order alternating), each of its own one-line change; medians and every
+round's ratio are printed. Wheelhouses are built before timing (a deploy builds its
+wheelhouse once, locally, for all hosts; that local cost is printed on its own).
+Usage: .venv/bin/python bench/bench_deploy.py [--rootfs DIR] [--no-seed] [--rounds N]
 (without --rootfs the bbq-rest image is built with ``bake build`` first).
 """
 
@@ -22,6 +24,7 @@ import contextlib
 import os
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -165,16 +168,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rootfs", type=Path, help="an unpacked bbq-rest root filesystem")
     parser.add_argument("--no-seed", action="store_true", help="skip the seed's way")
+    parser.add_argument("--rounds", type=int, default=3, help="1-host/4-host pairs (default 3)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-deploy-"))
     try:
         rootfs = args.rootfs or rest_rootfs(work, work / "store")
         binds, files, pip_env = pip_handover()
         warm = [app_variant(work / f"app-w{i}", "0.1.0", f"bench-warm-up-{i}") for i in (1, 2)]
-        app_a = app_variant(work / "app-a", "0.1.0", marker="bench-a")
-        app_b = app_variant(work / "app-b", "0.1.0", marker="bench-b")
         warm_builds = [deploy.build_wheelhouse(app) for app in warm]
-        build_a, build_b = deploy.build_wheelhouse(app_a), deploy.build_wheelhouse(app_b)
+        # The local side, once per deploy whatever the number of hosts: the wheelhouse of a
+        # one-line change (pip wheel of the app, dependencies from pip's cache) and its hashes.
+        pairs = []
+        local = []
+        for r in range(args.rounds):
+            apps = [app_variant(work / f"app-{r}-{n}", "0.1.0", f"bench-{r}-{n}") for n in (1, 4)]
+            start = time.perf_counter()
+            builds = [deploy.build_wheelhouse(app) for app in apps]
+            local.append((time.perf_counter() - start) / 2)
+            pairs.append(builds)
         with contextlib.ExitStack() as stack:
             fleet = stack.enter_context(
                 Fleet.boot(rootfs, work / "fleet", 4, "bbq-bench", binds=binds, files=files)
@@ -184,16 +195,33 @@ def main() -> None:
             # again (test-bed costs: on a VM's own disk hard links and renames are free).
             for build in warm_builds:
                 timed_deploy(fleet, [0, 1, 2, 3], build)
-            one, results_one = timed_deploy(fleet, [0], build_a)
-            four, results_four = timed_deploy(fleet, [0, 1, 2, 3], build_b)
-            full = build_b.total_bytes
-            sent = max(r.bytes_sent for r in results_one + results_four)
-            seed = [] if args.no_seed else seed_way(fleet, work, app_b, pip_env)
+            rounds = []
+            for r, (build_one, build_four) in enumerate(pairs):
+                # The same kind of change, side by side; the order alternates between rounds.
+                if r % 2 == 0:
+                    one, results_one = timed_deploy(fleet, [0], build_one)
+                    four, results_four = timed_deploy(fleet, [0, 1, 2, 3], build_four)
+                else:
+                    four, results_four = timed_deploy(fleet, [0, 1, 2, 3], build_four)
+                    one, results_one = timed_deploy(fleet, [0], build_one)
+                rounds.append((one, four, results_one + results_four))
+                print(f"round {r + 1}: 1 host {one:.1f} s, 4 hosts {four:.1f} s, {four / one:.2f}x")
+            full = pairs[-1][1].total_bytes
+            sent = max(h.bytes_sent for _, _, results in rounds for h in results)
+            seed = [] if args.no_seed else seed_way(fleet, work, apps[-1], pip_env)
+        one = statistics.median(r[0] for r in rounds)
+        four = statistics.median(r[1] for r in rounds)
+        ratios = [r[1] / r[0] for r in rounds]
         print()
-        print(f"deploy one-line change to 1 host:  {one:6.1f} s")
         print(
-            f"deploy one-line change to 4 hosts: {four:6.1f} s   ratio {four / one:.2f}x "
-            "(goal <= 1.5x)"
+            f"local side, once per deploy (wheelhouse + hashes): {statistics.median(local):.1f} s"
+        )
+        print(f"deploy one-line change to 1 host:  {one:6.1f} s (median of {len(rounds)})")
+        print(f"deploy one-line change to 4 hosts: {four:6.1f} s (median of {len(rounds)})")
+        print(
+            f"ratio 4 hosts / 1 host: median {statistics.median(ratios):.2f}x, rounds "
+            + ", ".join(f"{x:.2f}x" for x in ratios)
+            + " (goal <= 1.5x)"
         )
         print(
             f"  (the 4 instances share this machine's {os.cpu_count()} CPUs: their host-side work,"

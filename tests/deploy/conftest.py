@@ -37,7 +37,11 @@ def fleet(rest_rootfs, app_versions, tmp_path_factory):
 
 
 # The app versions the tests ship: name -> (version, /healthz marker, fails when flagged).
-VARIANTS = {"v2": ("0.2.0", "v2", False), "v3-fragile": ("0.3.0", "v3", True)}
+VARIANTS = {
+    "v2": ("0.2.0", "v2", False),
+    "v3-fragile": ("0.3.0", "v3", True),
+    "v4": ("0.4.0", "v4", False),
+}
 
 
 @pytest.fixture(scope="session")
