@@ -249,7 +249,8 @@ class Glance:
         self.call(f"deactivating image {image_id}", self.client.images.deactivate, image_id)
 
     def delete(self, image_id: str, seconds: float | None = None) -> bool:
-        """Delete an image, retrying while Glance is away; False if it was already gone."""
+        """Delete an image, retrying while Glance is away, busy (409) or failing (500);
+        False if it was already gone."""
 
         def attempt() -> bool:
             try:
@@ -257,6 +258,10 @@ class Glance:
             except glance_exc.HTTPNotFound:
                 return False
             except glance_exc.HTTPConflict as exc:  # e.g. still finishing an aborted upload
+                raise Busy(describe(exc)) from exc
+            except glance_exc.HTTPInternalServerError as exc:
+                # e.g. the database busy with the aborted upload's own write: retried, since
+                # a half-made image must not be left behind
                 raise Busy(describe(exc)) from exc
             return True
 

@@ -52,6 +52,7 @@ CHUNK = 1024 * 1024
 ID_NAMESPACE = uuid.UUID("5d1f3c4e-8b7a-4f0e-9c2d-6a1b0e7f3a52")
 MAX_GENERATIONS = 100
 SETTLE_SECONDS = 5.0  # how long Glance may take to notice an aborted upload
+RESURRECTION_WATCH = 2.0  # how long a deleted half-made image is watched for coming back
 LOG = logging.getLogger(__name__)
 
 
@@ -468,20 +469,29 @@ def delete_half_made(glance: g.Glance, image_id: str, settle: float = SETTLE_SEC
     Glance, still handling an aborted upload, sets the image back to ``queued`` when it notices
     the broken stream, and for an admin that can bring back an image deleted a moment before.
     So: wait (up to ``settle`` seconds) for the image to leave ``saving``, delete it, and
-    delete it again should it come back.
+    watch it for ``RESURRECTION_WATCH`` seconds more, deleting it again should it come back.
     """
     deadline = time.monotonic() + settle
-    while (status := glance.status(image_id)) == "saving" and time.monotonic() < deadline:
+    while (status := _status(glance, image_id)) == "saving" and time.monotonic() < deadline:
         time.sleep(0.2)
     if status is None:
         return False
     deleted = glance.delete(image_id, seconds=glance.retry.cleanup_seconds)
-    for _ in range(3):
+    watch_until = time.monotonic() + RESURRECTION_WATCH
+    while time.monotonic() < watch_until:
         time.sleep(0.5)
-        if glance.status(image_id) in (None, "deleted"):
-            break
-        glance.delete(image_id, seconds=glance.retry.cleanup_seconds)
+        if _status(glance, image_id) not in (None, "deleted", "unknown"):
+            glance.delete(image_id, seconds=glance.retry.cleanup_seconds)
+            watch_until = time.monotonic() + RESURRECTION_WATCH
     return deleted
+
+
+def _status(glance: g.Glance, image_id: str) -> str | None:
+    """The image's status; "unknown" when Glance cannot say (so deleting is tried anyway)."""
+    try:
+        return glance.status(image_id)
+    except g.GlanceError:
+        return "unknown"
 
 
 class Interrupted(KeyboardInterrupt):
