@@ -211,7 +211,16 @@ def cmd_test(args: argparse.Namespace) -> int:
     if not checks:
         raise CommandError(f"{artifact.path}: the spec has no smoke checks")
     with tempfile.TemporaryDirectory(prefix="bake-test-") as work:
-        report = instances.smoke_test(artifact.tar_file(), checks, artifact.name, Path(work))
+        if args.qemu:
+            from bake import qemu
+
+            try:
+                qemu.preflight(args.accel)
+            except instances.InstanceError as exc:
+                raise CommandError(str(exc)) from None
+            report = qemu.smoke_test(artifact, checks, Path(work), args.accel)
+        else:
+            report = instances.smoke_test(artifact.tar_file(), checks, artifact.name, Path(work))
     (artifact.path / SMOKE_REPORT).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     for line in report.lines():
         print(f"{artifact.name}: {line}")
@@ -314,6 +323,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("test", cmd_test, "boot a built image as an instance and run its smoke checks")
     p.add_argument("target", metavar="SPEC|ARTIFACT", help="a spec file or an artifact directory")
+    p.add_argument(
+        "--qemu",
+        action="store_true",
+        help="boot the disk image with its own kernel under QEMU instead of systemd-nspawn",
+    )
+    p.add_argument(
+        "--accel",
+        choices=("tcg", "kvm"),
+        default="tcg",
+        help="QEMU accelerator (default tcg: emulation, works without KVM; slower)",
+    )
     output_option(p)
     partition_options(p)
 

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 BOOT_TIMEOUT = 180.0
-# Units an instance under systemd-nspawn does without: nothing to wait for on a network it
-# does not own, no iSCSI or cloud datasource, and sshd on its own port rather than on an
+# Units an instance under systemd-nspawn does without: nothing to wait for or configure on a
+# network it does not own, no iSCSI or cloud datasource, and sshd on its own port rather than on an
 # activated socket that would share port 22 of the host.
 CONTAINER_MASKED_UNITS = (
     "systemd-networkd-wait-online.service",
@@ -40,6 +40,12 @@ CONTAINER_MASKED_UNITS = (
     "iscsid.socket",
     "open-iscsi.service",
     "ssh.socket",
+    # ifupdown would run DHCP on the host's interfaces, which the instance shares, and
+    # wait for udev (not running in a container) and for those interfaces.
+    "networking.service",
+    "ifup@.service",
+    "ifupdown-pre.service",
+    "ifupdown-wait-online.service",
 )
 
 
