@@ -4,6 +4,9 @@ and gated by its spec's smoke checks (Java, Spark, the baked app, services, heal
 from __future__ import annotations
 
 import json
+import re
+import tarfile
+import zipfile
 
 import pytest
 
@@ -25,6 +28,27 @@ def test_image_is_built_booted_and_passes_its_smoke_checks(name, request):
     packages = {p["name"] for p in artifact.manifest["packages"]}
     if name == "spark":
         assert "openjdk-17-jre-headless" in packages
-        assert "a tiny Spark job runs" in names
+        assert "a tiny Spark job runs, with Spark's native libraries" in names
+        assert natives_in_spark_jars(artifact.tar_file()) == {
+            "rocksdbjni": ["librocksdbjni-linux64.so"],
+            "zstd-jni": ["linux/amd64/libzstd-jni-1.5.7-7.so"],
+        }
     else:
         assert "health endpoint answers" in names
+
+
+def natives_in_spark_jars(tar_path) -> dict[str, list[str]]:
+    """The native libraries left inside the image's RocksDB and zstd jars (bbq-cleanup keeps
+    the Linux x86-64 ones only), by jar name without its version."""
+    found = {}
+    with tarfile.open(tar_path) as tar:
+        for member in tar:
+            match = re.search(
+                r"^\./opt/spark-[^/]+/jars/(rocksdbjni|zstd-jni)-[^/]+\.jar$", member.name
+            )
+            if match:
+                with zipfile.ZipFile(tar.extractfile(member)) as jar:
+                    found[match.group(1)] = sorted(
+                        n for n in jar.namelist() if re.search(r"\.(so|dll|dylib|jnilib)$", n)
+                    )
+    return found
