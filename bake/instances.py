@@ -25,7 +25,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -186,20 +186,21 @@ def _prepare(root: Path, name: str, port: int, workdir: Path) -> tuple[Path, Pat
     return key, known_hosts
 
 
-def _wait_for_ssh(instance: Instance, timeout: float) -> None:
+def wait_until_up(
+    instance: Instance, probe: Callable[[], bool], timeout: float, runner: str
+) -> None:
+    """Poll ``probe()`` until it returns True (an exception means: not up yet) or ``timeout``
+    seconds pass; raises InstanceError then, or as soon as the ``runner`` process exits."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         if instance.process.poll() is not None:
             raise InstanceError(
-                f"{instance.name}: systemd-nspawn exited ({instance.process.returncode}) "
+                f"{instance.name}: {runner} exited ({instance.process.returncode}) "
                 f"during boot; console: {instance.console_log}"
             )
         try:
-            with socket.create_connection((instance.host, instance.port), timeout=2):
-                pass
-            result = instance.run("systemctl is-system-running --wait || true", timeout=120)
-            if result.stdout.strip():
+            if probe():
                 return
         except Exception as exc:  # not up yet: sshd starting, key exchange refused, ...
             last_error = exc
@@ -208,6 +209,26 @@ def _wait_for_ssh(instance: Instance, timeout: float) -> None:
         f"{instance.name}: no SSH on {instance.host}:{instance.port} after {timeout:.0f}s "
         f"({last_error}); console: {instance.console_log}"
     )
+
+
+def _booted(instance: Instance) -> bool:
+    """True once sshd answers and systemd has finished starting up (in whatever state)."""
+    with socket.create_connection((instance.host, instance.port), timeout=2):
+        pass
+    result = instance.run("systemctl is-system-running --wait || true", timeout=120)
+    return bool(result.stdout.strip())
+
+
+def stop_process(process: subprocess.Popen, grace: float = 30) -> None:
+    """SIGTERM (nspawn turns it into a clean shutdown, QEMU quits), then SIGKILL to the
+    process group after ``grace`` seconds."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 @contextlib.contextmanager
@@ -258,25 +279,14 @@ def boot(
                 start_new_session=True,
             )
         instance = Instance(name, "127.0.0.1", port, key, known_hosts, root, process, console_log)
-        _wait_for_ssh(instance, timeout)
+        wait_until_up(instance, lambda: _booted(instance), timeout, "systemd-nspawn")
         yield instance
     finally:
         if process is not None:
-            _stop(process)
+            stop_process(process)
         _release(root)
         shutil.rmtree(workdir / "upper", ignore_errors=True)
         shutil.rmtree(workdir / "work", ignore_errors=True)
-
-
-def _stop(process: subprocess.Popen, grace: float = 30) -> None:
-    """Power the instance off (nspawn turns SIGTERM into a clean shutdown), then kill."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def _release(root: Path) -> None:

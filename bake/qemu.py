@@ -25,7 +25,6 @@ import http.server
 import os
 import re
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -34,7 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from bake.artifacts import Artifact
-from bake.instances import Instance, InstanceError, SmokeReport, free_port, run_checks
+from bake.instances import (
+    Instance,
+    InstanceError,
+    SmokeReport,
+    free_port,
+    run_checks,
+    stop_process,
+    wait_until_up,
+)
 
 ACCELERATORS = ("tcg", "kvm")
 BOOT_TIMEOUT = 600.0
@@ -156,49 +163,23 @@ def boot(
         instance = Instance(
             name, "127.0.0.1", port, key, known_hosts, workdir, process, console_log
         )
-        _wait_for_ssh(instance, timeout)
+        wait_until_up(instance, lambda: _cloud_init_done(instance), timeout, "QEMU")
         yield instance
     finally:
         if process is not None:
-            _stop(process)
+            stop_process(process, grace=10)  # QEMU quits at once; the overlay is discarded
         seed.shutdown()
         seed.server_close()
 
 
-def _wait_for_ssh(instance: Instance, timeout: float) -> None:
-    """Wait for cloud-init's host keys on the console, then for a command over SSH."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        if instance.process.poll() is not None:
-            raise InstanceError(
-                f"{instance.name}: QEMU exited ({instance.process.returncode}) during boot; "
-                f"console: {instance.console_log}"
-            )
-        line = host_key_line(instance.console_log.read_text(errors="replace"), instance.port)
-        if line:
-            instance.known_hosts.write_text(line)
-            try:
-                result = instance.run("cloud-init status --wait >/dev/null; echo up", timeout=300)
-                if result.stdout.strip() == "up":
-                    return
-            except Exception as exc:  # sshd not answering yet, key not installed yet, ...
-                last_error = exc
-        time.sleep(2)
-    raise InstanceError(
-        f"{instance.name}: no SSH on 127.0.0.1:{instance.port} after {timeout:.0f}s "
-        f"({last_error or 'no host keys on the console'}); console: {instance.console_log}"
-    )
-
-
-def _stop(process: subprocess.Popen, grace: float = 10) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)  # QEMU quits at once; the overlay is discarded
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+def _cloud_init_done(instance: Instance) -> bool:
+    """True once cloud-init printed the host keys (then trusted) and finished over SSH."""
+    line = host_key_line(instance.console_log.read_text(errors="replace"), instance.port)
+    if not line:
+        raise InstanceError("no host keys on the console yet")
+    instance.known_hosts.write_text(line)
+    result = instance.run("cloud-init status --wait >/dev/null; echo up", timeout=300)
+    return result.stdout.strip() == "up"
 
 
 def smoke_test(
