@@ -65,7 +65,8 @@ def preflight(plan: BuildPlan) -> None:
 
 
 def packages(output_dir: Path, name: str) -> list[dict[str, str]]:
-    """The package list diskimage-builder recorded (its dpkg manifest), if any."""
+    """The packages installed in the image, from diskimage-builder's dpkg manifest (if any):
+    those removed during the build with their configuration files left ("rc") are not."""
     manifest = output_dir / f"{name}.d" / "dib-manifests" / f"dib-manifest-dpkg-{name}"
     if not manifest.is_file():
         return []
@@ -74,6 +75,7 @@ def packages(output_dir: Path, name: str) -> list[dict[str, str]]:
         # dpkg names multi-arch packages "name:arch"; the arch is recorded on its own.
         {"name": p["package"].split(":")[0], "version": p["version"], "arch": p["arch"]}
         for p in data.get("packages", [])
+        if p.get("status", "ii")[1:2] == "i"
     ]
 
 

@@ -141,3 +141,20 @@ def test_builds_sharing_a_cache_wait_for_each_other_and_stop_cleanly(tmp_path):
     assert "interrupted by SIGINT; nothing was kept" in rest
     assert not (store / "bbq-base").exists()
     assert not any((store / ".tmp").iterdir())
+
+
+def test_manifest_packages_are_those_installed(tmp_path):
+    """DIB's dpkg manifest also lists packages removed during the build whose configuration
+    files stay (status "rc", e.g. a build-only package); they are not in the image."""
+    manifests = tmp_path / "img.d" / "dib-manifests"
+    manifests.mkdir(parents=True)
+    (manifests / "dib-manifest-dpkg-img").write_text(
+        '{"packages": [\n'
+        '{"package": "libc6:amd64", "arch": "amd64", "version": "2.36", "status": "ii "},\n'
+        '{"package": "unzip", "arch": "amd64", "version": "6.0", "status": "rc "},\n'
+        '{"package": "zlib1g", "arch": "amd64", "version": "1.2", "status": "hi "}\n]}\n'
+    )
+    assert build.packages(tmp_path, "img") == [
+        {"name": "libc6", "version": "2.36", "arch": "amd64"},
+        {"name": "zlib1g", "version": "1.2", "arch": "amd64"},
+    ]
