@@ -62,8 +62,7 @@ def preflight(accel: str) -> None:
 
 
 def user_data(authorized_key: str) -> str:
-    """cloud-config: root logs in with this key (as our smoke checks do) and the
-    standalone-looking instance does not wait for network services it does not have."""
+    """cloud-config: root logs in with this key only (as the smoke checks do over SSH)."""
     return (
         "#cloud-config\n"
         "disable_root: false\n"
