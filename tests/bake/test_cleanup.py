@@ -170,3 +170,12 @@ def test_an_architecture_without_a_rule_leaves_the_jar_whole(tmp_path):
         archive.writestr("linux/s390x/libzstd-jni.so", "native")
     assert strip("s390x", jar).returncode == 2
     assert zipfile.ZipFile(jar).namelist() == ["linux/s390x/libzstd-jni.so"]
+
+
+@pytest.mark.skipif(not shutil.which("unzip"), reason="needs unzip")
+def test_a_jar_that_cannot_be_read_is_an_error_and_left_as_it_is(tmp_path):
+    jar = tmp_path / "broken.jar"
+    jar.write_bytes(b"not a zip archive")
+    result = strip("amd64", jar)
+    assert result.returncode == 1 and result.stdout == ""
+    assert jar.read_bytes() == b"not a zip archive"
