@@ -108,6 +108,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def ssh_key(path: Path, comment: str) -> Path:
+    """An ed25519 key pair at ``path`` (and ``path``.pub), made unless it exists already."""
+    if not path.exists():
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+            check=True,
+        )
+    return path
+
+
 def unpacked_rootfs(tar_path: Path, target: Path) -> Path:
     """The image's root filesystem unpacked into ``target`` (once: reused when complete)."""
     if (target / ".complete").exists():
@@ -147,11 +157,7 @@ def _prepare(root: Path, name: str, port: int, workdir: Path) -> tuple[Path, Pat
     key = workdir / "id_ed25519"
     host_key = workdir / "ssh_host_ed25519_key"
     for path in (key, host_key):
-        if not path.exists():
-            subprocess.run(
-                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(path)],
-                check=True,
-            )
+        ssh_key(path, name)
     ssh = root / "etc" / "ssh"
     (ssh / "sshd_config.d").mkdir(parents=True, exist_ok=True)
     (ssh / "sshd_config.d" / "00-bbq-instance.conf").write_text(

@@ -39,6 +39,7 @@ from bake.instances import (
     SmokeReport,
     free_port,
     run_checks,
+    ssh_key,
     stop_process,
     wait_until_up,
 )
@@ -130,12 +131,7 @@ def boot(
     after. Raises InstanceError when it does not come up with SSH within ``timeout``."""
     preflight(accel)
     workdir.mkdir(parents=True, exist_ok=True)
-    key = workdir / "id_ed25519"
-    if not key.exists():
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", artifact.name, "-f", str(key)],
-            check=True,
-        )
+    key = ssh_key(workdir / "id_ed25519", artifact.name)
     port = free_port()
     name = f"{artifact.name}-qemu"
     seed = _Seed(
