@@ -1,0 +1,1 @@
+"""The cloud: one keystoneauth1 session, Glance (publish, prune), Nova and Heat stacks."""
