@@ -23,9 +23,7 @@ Example::
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -33,6 +31,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from bake.errors import InputError
+from bake.hashing import file_digests, sha256_file
 
 MANIFEST = "manifest.json"
 CHECKSUMS = "SHA256SUMS"
@@ -44,39 +45,13 @@ DISK_FORMATS = {".qcow2": "qcow2", ".raw": "raw", ".vhd": "vhd"}
 CHUNK = 1024 * 1024
 
 
-class ArtifactError(Exception):
+class ArtifactError(InputError):
     """An artifact is missing, incomplete or fails its checksums."""
 
 
 # What a disk image's manifest entry records besides sha256: Glance's default
 # os_hash_algo (sha512) and its checksum (md5), so publishing need not hash them again.
 GLANCE_DIGESTS = ("sha512", "md5")
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    return file_digests(path, ("sha256",))["sha256"]
-
-
-def file_digests(path: Path, algorithms: tuple[str, ...]) -> dict[str, str]:
-    """{algorithm: hex digest} of a file for each hashlib algorithm, in one read pass.
-
-    With several algorithms each hashes on its own thread (hashlib releases the GIL on large
-    buffers) while the next chunk is read; memory stays at two chunks.
-    """
-    digests = {name: hashlib.new(name, usedforsecurity=False) for name in algorithms}
-    with (
-        open(path, "rb") as handle,
-        concurrent.futures.ThreadPoolExecutor(len(digests)) as pool,
-    ):
-        pending: list[concurrent.futures.Future] = []
-        while chunk := handle.read(CHUNK):
-            for future in pending:
-                future.result()
-            pending = [pool.submit(digest.update, chunk) for digest in digests.values()]
-        for future in pending:
-            future.result()
-    return {name: digest.hexdigest() for name, digest in digests.items()}
 
 
 def is_disk_image(name: str) -> bool:

@@ -26,10 +26,12 @@ from typing import Any
 from keystoneauth1 import exceptions as ksa_exc
 from keystoneauth1 import session as ksa_session
 
+from bake.errors import InputError
+
 OSLO_GROUP = "keystone"
 
 
-class AuthError(Exception):
+class AuthError(InputError):
     """No usable credentials, the cloud refused them, or it could not be reached."""
 
 

@@ -22,18 +22,21 @@ from pathlib import Path
 
 from bake import dib, instances, wheelhouse
 from bake.artifacts import BUILD_LOG, SMOKE_REPORT, Artifact, Store
+from bake.errors import EXIT_BAD_INPUT, OperationFailed
 from bake.fingerprint import Fingerprint
 from bake.plan import BuildPlan
 
 DEVICE_MAPPER = Path("/dev/mapper/control")
 
 
-class BuildError(Exception):
+class BuildError(OperationFailed):
     """The build did not succeed; the message says why and where its log is."""
 
 
 class PreflightError(BuildError):
     """The build cannot start on this host as asked (nothing was done)."""
+
+    exit_code = EXIT_BAD_INPUT
 
 
 class SmokeTestFailed(BuildError):

@@ -16,19 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bake import spec as specs
-from bake.artifacts import ArtifactError, Store
-from bake.mirrors import MirrorError
-
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-
-
-class CommandError(Exception):
-    """A one-line error for the user, with the exit code to leave with."""
-
-    def __init__(self, message: str, code: int = EXIT_BAD_INPUT):
-        super().__init__(message)
-        self.code = code
+from bake.artifacts import Store
+from bake.errors import EXIT_BAD_INPUT, EXIT_FAILED, BakeError, InputError
 
 
 def project_root(start: Path) -> Path:
@@ -63,15 +52,15 @@ def _plan_and_fingerprint(args: argparse.Namespace, path: str):
     elements_dir = _elements_dir(args, Path(path))
     try:
         plan = make_plan(spec, elements_dir, os.environ, app_dir=elements_dir.parent / "app")
-    except (MirrorError, ValueError) as exc:
-        raise CommandError(f"{path}: {exc}") from None
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
     return plan, fingerprint(plan)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     paths = args.specs or [str(p) for p in specs.spec_files(Path("image-specs"))]
     if not paths:
-        raise CommandError("no specs given and none found in image-specs/")
+        raise InputError("no specs given and none found in image-specs/")
     failed = 0
     for path in paths:
         try:
@@ -95,7 +84,7 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from bake import build, dib, wheelhouse
+    from bake import build, dib
 
     plan, fp = _plan_and_fingerprint(args, args.spec)
     store = Store(args.output)
@@ -118,10 +107,6 @@ def cmd_build(args: argparse.Namespace) -> int:
         outcome = build.build(
             plan, fp, store, force=args.force, smoke=not args.no_test, on_report=show_report
         )
-    except build.PreflightError as exc:
-        raise CommandError(str(exc), EXIT_BAD_INPUT) from None
-    except (build.BuildError, wheelhouse.WheelhouseError) as exc:
-        raise CommandError(str(exc), EXIT_FAILED) from None
     except dib.BuildInterrupted as exc:
         print(f"bake: {name}: {exc}; nothing was kept", file=sys.stderr)
         return 128 + exc.signum
@@ -160,12 +145,12 @@ def _artifact_for(args: argparse.Namespace, target: str):
     path = Path(target)
     if path.is_dir() or path.name == MANIFEST or not path.exists():
         if not path.exists():
-            raise CommandError(f"{target}: no such artifact directory or spec file")
+            raise InputError(f"{target}: no such artifact directory or spec file")
         return Artifact.load(path.parent if path.name == MANIFEST else path)
     plan, fp = _plan_and_fingerprint(args, target)
     artifact = Store(args.output).find(plan.spec.name, fp.value)
     if artifact is None:
-        raise CommandError(
+        raise InputError(
             f"{target}: no artifact with fingerprint {fp.value[:12]} in {args.output} "
             "(run `bake build` first)"
         )
@@ -203,13 +188,13 @@ def cmd_test(args: argparse.Namespace) -> int:
         plan, fp = _plan_and_fingerprint(args, args.target)
         artifact = Store(args.output).find(plan.spec.name, fp.value)
         if artifact is None:
-            raise CommandError(
+            raise InputError(
                 f"{args.target}: no built artifact with fingerprint {fp.value[:12]} in "
                 f"{args.output}; run bake build first"
             )
     checks = artifact.spec.get("smoke") or []
     if not checks:
-        raise CommandError(f"{artifact.path}: the spec has no smoke checks")
+        raise InputError(f"{artifact.path}: the spec has no smoke checks")
     with tempfile.TemporaryDirectory(prefix="bake-test-") as work:
         if args.qemu:
             from bake import qemu
@@ -217,7 +202,7 @@ def cmd_test(args: argparse.Namespace) -> int:
             try:
                 qemu.preflight(args.accel)
             except instances.InstanceError as exc:
-                raise CommandError(str(exc)) from None
+                raise InputError(str(exc)) from None
             report = qemu.smoke_test(artifact, checks, Path(work), args.accel)
         else:
             report = instances.smoke_test(artifact.tar_file(), checks, artifact.name, Path(work))
@@ -371,16 +356,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except specs.SpecError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except CommandError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.code
-    except ArtifactError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    except BakeError as exc:
+        for line in exc.lines():
+            print(f"error: {line}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         return 128 + signal.SIGINT
 

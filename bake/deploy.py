@@ -39,9 +39,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
-import functools
 import getpass
-import hashlib
 import json
 import os
 import posixpath
@@ -59,7 +57,8 @@ import invoke
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from bake import fingerprint, wheelhouse
+from bake import hashing, wheelhouse
+from bake.errors import OperationFailed
 
 ROOT = "/opt/bbq"
 RELEASES = f"{ROOT}/releases"
@@ -95,7 +94,7 @@ UNCHANGED, DEPLOYED, ROLLED_BACK, FAILED, SKIPPED, OK = (
 )
 
 
-class DeployError(Exception):
+class DeployError(OperationFailed):
     """A deploy cannot go on (bad input, or a host step failed); the message says which."""
 
 
@@ -530,7 +529,7 @@ class Build:
 def _app_hash(app_dir: Path) -> str:
     if not (app_dir / "setup.cfg").is_file():
         raise DeployError(f"{app_dir}: not an app directory (no setup.cfg)")
-    return fingerprint.tree_hash(app_dir)
+    return hashing.tree_hash(app_dir)
 
 
 def build_wheelhouse(app_dir: Path, extras: Sequence[str] = (), app_hash: str = "") -> Build:
@@ -545,7 +544,7 @@ def build_wheelhouse(app_dir: Path, extras: Sequence[str] = (), app_hash: str = 
     hashes, sizes = {}, {}
     for name in house.wheels:
         path = house.path / name
-        hashes[name] = _sha256(path)
+        hashes[name] = hashing.sha256_cached(path)
         sizes[name] = path.stat().st_size
     build = Build(house, hashes, sizes)
     if not build.app_wheels():
@@ -573,20 +572,6 @@ class Wheelhouses:
             if key not in self._builds:
                 self._builds[key] = build_wheelhouse(self.app_dir, key, self.app_hash)
             return self._builds[key]
-
-
-@functools.lru_cache(maxsize=512)
-def _sha256_cached(path: str, mtime: float, size: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    st = path.stat()
-    return _sha256_cached(str(path), st.st_mtime, st.st_size)
 
 
 @dataclasses.dataclass(frozen=True)

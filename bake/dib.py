@@ -2,7 +2,7 @@
 
 diskimage-builder works in ``TMP_DIR``; bake points that at a directory of its own per build,
 so whatever the build mounted, attached or started can be found and undone afterwards, on
-success, failure or interruption alike (:func:`release_build_dir`).
+success, failure or interruption alike (:func:`bake.hostsys.release_build_dir`).
 
 Downloads are cached in ``DIB_IMAGE_CACHE``; each build gets its own cache slot inside it
 (:mod:`bake.cache_slots`), so the ``.deb`` files apt fetched for one build are reused by
@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import json
 import os
 import re
 import shutil
@@ -32,7 +31,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from bake import cache_slots
+from bake import cache_slots, hostsys
+from bake.errors import Interrupted
 from bake.plan import BuildPlan
 
 # diskimage-builder's phases in the order it runs them, and what marks their start in its log.
@@ -56,12 +56,11 @@ _BLOCK_DEVICE_LINE = re.compile(
 _CONVERT_LINE = re.compile(r"Converting image using qemu-img")
 
 
-class BuildInterrupted(Exception):
+class BuildInterrupted(Interrupted):
     """The build was stopped by SIGINT or SIGTERM; ``signum`` says which."""
 
     def __init__(self, signum: int):
-        self.signum = signum
-        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        super().__init__(f"interrupted by {signal.Signals(signum).name}", signum)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +127,7 @@ def run(
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
             # A child that ignores SIGTERM must not keep the build (and its mounts) alive.
-            timer = threading.Timer(STOP_GRACE, _kill_group, (process.pid,))
+            timer = threading.Timer(STOP_GRACE, hostsys.kill_group, (process.pid,))
             timer.daemon = True
             timer.start()
 
@@ -161,7 +160,7 @@ def run(
                 if phase and phase not in phases and not received:
                     phases[phase] = time.monotonic() - start
                     on_phase(plan.spec.name, phase, phases[phase])
-            returncode = _wait_group(process)
+            returncode = hostsys.wait_group(process)
             seconds = time.monotonic() - start
     finally:
         for sig, handler in previous.items():
@@ -169,7 +168,7 @@ def run(
         if process is not None and process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-        left = release_build_dir(work_dir)
+        left = hostsys.release_build_dir(work_dir)
         if left:
             with open(log_path, "a") as log:
                 log.write(f"bake: released after the build: {', '.join(left)}\n")
@@ -218,109 +217,9 @@ def private_cache(cache_dir: Path, name: str) -> Iterator[cache_slots.Slot]:
         yield slot
 
 
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
 def _venv_tool(name: str) -> str:
     """A tool installed beside this Python (the venv's bin), for runs without PATH set."""
     candidate = Path(sys.executable).parent / name
     if candidate.exists():
         return str(candidate)
     raise FileNotFoundError(f"{name} not found on PATH or beside {sys.executable}")
-
-
-def _wait_group(process: subprocess.Popen, grace: float = 60.0) -> int:
-    """Wait for the process, then give the rest of its group ``grace`` seconds to exit."""
-    returncode = process.wait()
-    deadline = time.monotonic() + grace
-    while _group_alive(process.pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if _group_alive(process.pid):
-        os.killpg(process.pid, signal.SIGKILL)
-    return returncode
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def mounts_under(directory: Path) -> list[str]:
-    """Mount points at or below ``directory``, deepest first."""
-    prefix = str(directory.resolve())
-    found = []
-    with open("/proc/self/mounts") as mounts:
-        for line in mounts:
-            point = line.split()[1].encode().decode("unicode_escape")
-            if point == prefix or point.startswith(prefix + "/"):
-                found.append(point)
-    return sorted(set(found), key=len, reverse=True)
-
-
-def loops_under(directory: Path) -> list[str]:
-    """Loop devices whose backing file is at or below ``directory``."""
-    prefix = str(directory.resolve())
-    try:
-        output = subprocess.run(
-            ["losetup", "--json", "--list"], capture_output=True, text=True, check=True
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return []
-    devices = json.loads(output or '{"loopdevices": []}').get("loopdevices", [])
-    return [
-        d["name"]
-        for d in devices
-        if (d.get("back-file") or "").removesuffix(" (deleted)").startswith(prefix + "/")
-    ]
-
-
-def processes_under(directory: Path) -> list[int]:
-    """PIDs of processes chrooted below ``directory`` (left over from the build's chroot)."""
-    prefix = str(directory.resolve())
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                root = os.readlink(entry / "root")
-            except OSError:
-                continue
-            if root.startswith(prefix + "/"):
-                found.append(int(entry.name))
-    return found
-
-
-def unmount_all(directory: Path) -> list[str]:
-    """Unmount everything at or below ``directory``, deepest first; return what was."""
-    points = mounts_under(directory)
-    for point in points:
-        if subprocess.run(["umount", point], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "--lazy", point], capture_output=True)
-    return points
-
-
-def release_build_dir(directory: Path) -> list[str]:
-    """Undo what a build left under ``directory``: processes, mounts, loop devices.
-
-    Returns a description of everything it had to release (empty when DIB cleaned up).
-    """
-    released = []
-    if not directory.exists():
-        return released
-    for pid in processes_under(directory):
-        try:
-            os.kill(pid, signal.SIGKILL)
-            released.append(f"process {pid}")
-        except ProcessLookupError:
-            pass
-    released += [f"mount {point}" for point in unmount_all(directory)]
-    for device in loops_under(directory):
-        if Path("/dev/mapper/control").exists() and shutil.which("kpartx"):
-            subprocess.run(["kpartx", "-d", device], capture_output=True)
-        subprocess.run(["losetup", "--detach", device], capture_output=True)
-        released.append(f"loop device {device}")
-    return released

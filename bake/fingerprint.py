@@ -18,22 +18,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import stat
 from functools import cache
 from importlib import metadata
 from pathlib import Path
 
+from bake.hashing import tree_hash
 from bake.plan import BuildPlan
 
 FORMAT = 1
+
+
 # Names never part of a source tree's content: caches and build by-products.
-IGNORED_NAMES = frozenset(
-    {"__pycache__", ".pytest_cache", ".ruff_cache", ".tox", ".venv", "build", "dist", ".git"}
-)
-IGNORED_SUFFIXES = (".pyc", ".pyo", ".egg-info", ".swp", "~")
-
-
 @dataclasses.dataclass(frozen=True)
 class Fingerprint:
     """The fingerprint and the per-input hashes it was made from."""
@@ -52,34 +47,6 @@ class Fingerprint:
 def dib_version() -> str:
     """The installed diskimage-builder's version."""
     return metadata.version("diskimage-builder")
-
-
-def tree_hash(root: Path) -> str:
-    """sha256 over every file below ``root``: relative path, exec bit, content (or link)."""
-    digest = hashlib.sha256()
-    for path in sorted(_walk(root), key=lambda p: p.relative_to(root).as_posix()):
-        rel = path.relative_to(root).as_posix()
-        info = path.lstat()
-        if stat.S_ISLNK(info.st_mode):
-            kind, content = "l", os.readlink(path).encode()
-        else:
-            kind = "x" if info.st_mode & stat.S_IXUSR else "f"
-            content = path.read_bytes()
-        digest.update(f"{rel}\0{kind}\0{len(content)}\0".encode())
-        digest.update(content)
-    return digest.hexdigest()
-
-
-def _walk(root: Path):
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not _ignored(d)]
-        for name in filenames:
-            if not _ignored(name):
-                yield Path(dirpath) / name
-
-
-def _ignored(name: str) -> bool:
-    return name in IGNORED_NAMES or name.endswith(IGNORED_SUFFIXES)
 
 
 def our_elements(names: tuple[str, ...] | list[str], elements_dir: Path) -> list[str]:

@@ -36,6 +36,7 @@ from keystoneauth1 import exceptions as ksa_exc
 from bake.artifacts import Artifact
 from bake.auth import Cloud
 from bake.distros import DISTROS
+from bake.errors import OperationFailed
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,7 +69,7 @@ GIB = 1024**3
 VERSION_SUFFIX = re.compile(r"/v\d+(\.\d+)?/?$|/$")
 
 
-class GlanceError(Exception):
+class GlanceError(OperationFailed):
     """A Glance call failed for good (after retries); the message is one line."""
 
 

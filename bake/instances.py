@@ -21,13 +21,15 @@ import dataclasses
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from bake import hostsys
+from bake.errors import OperationFailed
 
 BOOT_TIMEOUT = 180.0
 # Units an instance under systemd-nspawn does without: nothing to wait for or configure on a
@@ -49,7 +51,7 @@ CONTAINER_MASKED_UNITS = (
 )
 
 
-class InstanceError(Exception):
+class InstanceError(OperationFailed):
     """An instance could not be booted or reached."""
 
 
@@ -101,23 +103,6 @@ class _RejectPolicy:
         raise InstanceError(f"unknown SSH host key for {hostname}: refusing to connect")
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def ssh_key(path: Path, comment: str) -> Path:
-    """An ed25519 key pair at ``path`` (and ``path``.pub), made unless it exists already."""
-    if not path.exists():
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
-            check=True,
-        )
-    return path
-
-
 def unpacked_rootfs(tar_path: Path, target: Path) -> Path:
     """The image's root filesystem unpacked into ``target`` (once: reused when complete)."""
     if (target / ".complete").exists():
@@ -157,7 +142,7 @@ def _prepare(root: Path, name: str, port: int, workdir: Path) -> tuple[Path, Pat
     key = workdir / "id_ed25519"
     host_key = workdir / "ssh_host_ed25519_key"
     for path in (key, host_key):
-        ssh_key(path, name)
+        hostsys.ssh_key(path, name)
     ssh = root / "etc" / "ssh"
     (ssh / "sshd_config.d").mkdir(parents=True, exist_ok=True)
     (ssh / "sshd_config.d" / "00-bbq-instance.conf").write_text(
@@ -225,18 +210,6 @@ def _booted(instance: Instance) -> bool:
     return bool(result.stdout.strip())
 
 
-def stop_process(process: subprocess.Popen, grace: float = 30) -> None:
-    """SIGTERM (nspawn turns it into a clean shutdown, QEMU quits), then SIGKILL to the
-    process group after ``grace`` seconds."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 @contextlib.contextmanager
 def boot(
     rootfs: Path,
@@ -256,7 +229,7 @@ def boot(
     if not shutil.which("systemd-nspawn"):
         raise InstanceError("systemd-nspawn is not installed: run tools/bootstrap --tests")
     workdir.mkdir(parents=True, exist_ok=True)
-    port = ssh_port or free_port()
+    port = ssh_port or hostsys.free_port()
     root = _mount_overlay(rootfs, workdir)
     process = None
     try:
@@ -289,7 +262,7 @@ def boot(
         yield instance
     finally:
         if process is not None:
-            stop_process(process)
+            hostsys.stop_process(process)
         _release(root)
         shutil.rmtree(workdir / "upper", ignore_errors=True)
         shutil.rmtree(workdir / "work", ignore_errors=True)
@@ -297,9 +270,7 @@ def boot(
 
 def _release(root: Path) -> None:
     """Unmount the instance's root (overlay) and anything left below it; remove a copy."""
-    from bake.dib import unmount_all
-
-    unmount_all(root)
+    hostsys.unmount_all(root)
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -48,6 +48,7 @@ import yaml
 
 from bake import distros
 from bake import spec as specs
+from bake.errors import InputError
 from bake.spec import Problem, SpecError
 
 MATRIX_FILE = "matrix.yaml"
@@ -374,7 +375,7 @@ def element_spark_version(matrix: Matrix) -> str | None:
 
 
 def row_plan(matrix: Matrix, row: Row, environ: Mapping[str, str], partitioned: bool | None = None):
-    """(BuildPlan, Fingerprint) of a row; raises MirrorError/ValueError like make_plan."""
+    """(BuildPlan, Fingerprint) of a row; raises InputError like make_plan."""
     from bake.fingerprint import fingerprint
     from bake.plan import make_plan
 
@@ -764,16 +765,15 @@ def add_arguments(parser) -> None:
 
 def command(args) -> int:
     """``bake matrix``: exit 0 when no row failed, 1 when one did, 2 on a bad matrix."""
-    from bake.cli import CommandError
 
     if args.jobs < 1:
-        raise CommandError(f"--jobs: must be at least 1 (value: {args.jobs})")
+        raise InputError(f"--jobs: must be at least 1 (value: {args.jobs})")
     elements_dir = Path(args.elements_dir) if args.elements_dir else None
     matrix = load_matrix(Path(args.matrix), elements_dir, root=Path.cwd())
     every = expand(matrix)
     rows = select(every, args.only, args.exclude)
     if not rows:
-        raise CommandError(f"{args.matrix}: no row matches --only/--except")
+        raise InputError(f"{args.matrix}: no row matches --only/--except")
     started = time.monotonic()
     signals = (signal.SIGINT, signal.SIGTERM)
     previous = {sig: signal.signal(sig, WORKERS.stop) for sig in signals}

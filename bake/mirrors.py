@@ -12,11 +12,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from bake.distros import Distro
+from bake.errors import InputError
 
 APT_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
 
 
-class MirrorError(Exception):
+class MirrorError(InputError):
     """A mirror could not be resolved."""
 
 

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from bake import distros, mirrors, wheelhouse
+from bake.errors import InputError
+from bake.hashing import tree_hash
 from bake.spec import Spec
 
 # Variables from the caller's environment that reach diskimage-builder but cannot change
@@ -73,10 +75,9 @@ def make_plan(
     """Resolve a spec against the caller's environment into a BuildPlan.
 
     ``app_dir`` is required when the spec bakes the app. Raises mirrors.MirrorError when a
-    mirror marked ``auto`` cannot be found on this host, ValueError without ``app_dir`` or
+    mirror marked ``auto`` cannot be found on this host, InputError without ``app_dir`` or
     for an extra (``app.extras``) that the app does not declare.
     """
-    from bake.fingerprint import tree_hash
 
     distro = distros.DISTROS[spec.distro]
     elements = [distro.element, "vm" if spec.partitioned else "baremetal", *spec.elements]
@@ -91,12 +92,12 @@ def make_plan(
     extras: tuple[str, ...] = ()
     if spec.app:
         if app_dir is None or not (app_dir / "setup.cfg").is_file():
-            raise ValueError(f"{spec.name}: the spec bakes the app, but {app_dir} has none")
+            raise InputError(f"{spec.name}: the spec bakes the app, but {app_dir} has none")
         extras = wheelhouse.normalize_extras(spec.app_extras)
         declared = wheelhouse.declared_extras(app_dir)
         unknown = [extra for extra in extras if extra not in declared]
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"app.extras: {', '.join(unknown)} not declared in {app_dir / 'setup.cfg'} "
                 f"[options.extras_require] (declared: {', '.join(declared) or 'none'})"
             )

@@ -22,11 +22,12 @@ import datetime
 from typing import Any
 
 from bake import glance as g
+from bake.errors import EXIT_BAD_INPUT, OperationFailed
 
 STATUSES = ("active", "deactivated")
 
 
-class PruneError(Exception):
+class PruneError(OperationFailed):
     """Pruning was refused or failed (one line); what was done before is in the message."""
 
 
@@ -143,7 +144,10 @@ def prune(
 ) -> PruneResult:
     """Delete (or deactivate) a spec's images older than its newest ``keep``, unless in use."""
     if keep < 1:
-        raise PruneError(f"--keep must be at least 1 (got {keep}): prune never removes them all")
+        raise PruneError(
+            f"--keep must be at least 1 (got {keep}): prune never removes them all",
+            EXIT_BAD_INPUT,
+        )
     rows = [r for r in list_images(glance, spec) if r.status in STATUSES]
     result = PruneResult(action="deactivate" if deactivate else "delete", dry_run=dry_run)
     result.kept = rows[:keep]

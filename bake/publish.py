@@ -46,6 +46,7 @@ from typing import Any, BinaryIO
 from bake import glance as g
 from bake.artifacts import CHECKSUMS, GLANCE_DIGESTS, MANIFEST, Artifact, parse_checksums
 from bake.auth import AuthError, Cloud
+from bake.errors import OperationFailed
 
 CHUNK = 1024 * 1024
 # Image ids: uuid5(ID_NAMESPACE, "project:fingerprint:generation"); see create_claimed().
@@ -56,7 +57,7 @@ RESURRECTION_WATCH = 2.0  # how long a deleted half-made image is watched for co
 LOG = logging.getLogger(__name__)
 
 
-class PublishError(Exception):
+class PublishError(OperationFailed):
     """Publishing failed; nothing half-made is left in Glance (the message says if it was)."""
 
 

@@ -8,13 +8,11 @@ The work itself is in :mod:`bake.auth`, :mod:`bake.publish`, :mod:`bake.glance` 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from bake import auth
@@ -22,32 +20,7 @@ from bake import glance as g
 from bake import prune as pr
 from bake import publish as pub
 from bake.artifacts import Artifact
-
-# The exit codes of bake.cli: 1 an operation failed, 2 bad input (credentials, arguments).
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-
-
-class CommandError(Exception):
-    """A one-line error for the user and the exit code to leave with."""
-
-    def __init__(self, message: str, code: int):
-        super().__init__(message)
-        self.code = code
-
-
-def one_line_errors(func: Callable[..., int]) -> Callable[..., int]:
-    """Print a CommandError as ``error: MESSAGE`` on stderr and return its exit code."""
-
-    @functools.wraps(func)
-    def run(*args: Any) -> int:
-        try:
-            return func(*args)
-        except CommandError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return exc.code
-
-    return run
+from bake.errors import InputError, OperationFailed
 
 
 def add_cloud_options(p: argparse.ArgumentParser) -> None:
@@ -96,7 +69,7 @@ def _connect(args: argparse.Namespace) -> auth.Cloud:
         cloud.check()
         cloud.endpoint("image")
     except auth.AuthError as exc:
-        raise CommandError(str(exc), EXIT_BAD_INPUT) from None
+        raise InputError(str(exc)) from None
     return cloud
 
 
@@ -118,7 +91,6 @@ def _retry(args: argparse.Namespace) -> g.RetryPolicy:
     return g.RetryPolicy(seconds=args.retry_seconds)
 
 
-@one_line_errors
 def run_publish(args: argparse.Namespace, artifact: Artifact) -> int:
     """Publish one artifact; print what happened on one line."""
     cloud = _connect(args)
@@ -138,9 +110,9 @@ def run_publish(args: argparse.Namespace, artifact: Artifact) -> int:
         print(f"error: {artifact.name}: {exc} ({signal.Signals(signum).name})", file=sys.stderr)
         return 128 + signum
     except (pub.PublishError, g.GlanceError) as exc:
-        raise CommandError(f"{artifact.name}: {exc}", EXIT_FAILED) from None
+        raise OperationFailed(f"{artifact.name}: {exc}") from None
     except auth.AuthError as exc:
-        raise CommandError(str(exc), EXIT_BAD_INPUT) from None
+        raise InputError(str(exc)) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     for leftover in result.removed_leftovers:
@@ -160,14 +132,13 @@ def run_publish(args: argparse.Namespace, artifact: Artifact) -> int:
     return 0
 
 
-@one_line_errors
 def run_images(args: argparse.Namespace) -> int:
     """List published images, per spec, newest first."""
     cloud = _connect(args)
     try:
         rows = pr.list_images(g.Glance(cloud, _retry(args)), spec=args.spec)
     except g.GlanceError as exc:
-        raise CommandError(str(exc), EXIT_FAILED) from None
+        raise OperationFailed(str(exc)) from None
     if args.json:
         print(json.dumps([{**vars(r), "age": r.age()} for r in rows], indent=2))
         return 0
@@ -184,7 +155,6 @@ def run_images(args: argparse.Namespace) -> int:
     return 0
 
 
-@one_line_errors
 def run_prune(args: argparse.Namespace) -> int:
     """Prune one spec's images (or every spec's): keep the newest N and those in use."""
     cloud = _connect(args)
@@ -196,11 +166,8 @@ def run_prune(args: argparse.Namespace) -> int:
                 glance, spec, args.keep, dry_run=args.dry_run, deactivate=args.deactivate
             )
             _report_prune(spec, result)
-    except pr.PruneError as exc:
-        code = EXIT_BAD_INPUT if "--keep" in str(exc) else EXIT_FAILED
-        raise CommandError(str(exc), code) from None
     except g.GlanceError as exc:
-        raise CommandError(str(exc), EXIT_FAILED) from None
+        raise OperationFailed(str(exc)) from None
     return 0
 
 

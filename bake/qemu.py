@@ -33,14 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from bake.artifacts import Artifact
+from bake.hostsys import free_port, ssh_key, stop_process
 from bake.instances import (
     Instance,
     InstanceError,
     SmokeReport,
-    free_port,
     run_checks,
-    ssh_key,
-    stop_process,
     wait_until_up,
 )
 

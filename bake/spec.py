@@ -25,6 +25,7 @@ import jsonschema
 import yaml
 
 from bake import distros
+from bake.errors import InputError
 
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "image-spec.json"
 
@@ -73,7 +74,7 @@ class Problem:
         return text
 
 
-class SpecError(Exception):
+class SpecError(InputError):
     """A spec (or several) failed validation; ``problems`` lists every reason."""
 
     def __init__(self, problems: list[Problem]):

@@ -27,13 +27,15 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from bake.errors import OperationFailed
+
 CACHE_ROOT = Path(
     os.environ.get("BBQ_WHEELHOUSE_CACHE", Path.home() / ".cache" / "bbq" / "wheelhouses")
 )
 COMPLETE = ".complete"
 
 
-class WheelhouseError(Exception):
+class WheelhouseError(OperationFailed):
     """The wheelhouse could not be built (pip's output says why)."""
 
 

@@ -35,7 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bake import deploy  # noqa: E402
-from bake.instances import free_port, unpacked_rootfs  # noqa: E402
+from bake.hostsys import free_port  # noqa: E402
+from bake.instances import unpacked_rootfs  # noqa: E402
 from tests.deploy.fleet import Fleet, app_variant  # noqa: E402
 
 BAKE = str(Path(sys.executable).parent / "bake")

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from bake import dib
+from bake import hostsys
 from bake.artifacts import Artifact
-from bake.fingerprint import tree_hash
+from bake.hashing import tree_hash
 from tests.bake.conftest import BAKE, REPO, run_bake
 
 pytestmark = pytest.mark.slow
@@ -33,9 +33,9 @@ def assert_nothing_left(store: Path) -> None:
     assert not (store / "bbq-base").exists() or not any((store / "bbq-base").iterdir())
     tmp = store / ".tmp"
     assert not tmp.exists() or not any(tmp.iterdir()), list(tmp.iterdir())
-    assert dib.mounts_under(store) == []
-    assert dib.loops_under(store) == []
-    assert dib.processes_under(store) == []
+    assert hostsys.mounts_under(store) == []
+    assert hostsys.loops_under(store) == []
+    assert hostsys.processes_under(store) == []
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_failing_smoke_check_is_never_marked_good(project, tmp_path):
     assert len(report["checks"]) > 1
     assert [c["name"] for c in report["checks"] if not c["passed"]] == ["impossible file"]
     assert (failed / "build.log").is_file() and (failed / "bbq-broken.qcow2").is_file()
-    assert dib.mounts_under(store) == [] and dib.loops_under(store) == []
+    assert hostsys.mounts_under(store) == [] and hostsys.loops_under(store) == []
 
 
 def test_artifact_files_checksums_and_qcow2(built):
@@ -158,7 +158,7 @@ def test_build_left_nothing_mounted_or_attached(built):
     store, _, _ = built
     tmp = store / ".tmp"
     assert not tmp.exists() or not any(tmp.iterdir())
-    assert dib.mounts_under(store) == [] and dib.loops_under(store) == []
+    assert hostsys.mounts_under(store) == [] and hostsys.loops_under(store) == []
 
 
 def test_second_build_is_a_skip(built):
@@ -196,8 +196,8 @@ def test_interrupted_build_leaves_nothing(tmp_path, signum, phase):
             break
     assert f"] {phase}" in "".join(seen), "".join(seen)
     if phase == "finalise.d":
-        assert dib.loops_under(store), "expected the image's loop device to be attached"
-    assert dib.mounts_under(store), "expected the build to have mounts when interrupted"
+        assert hostsys.loops_under(store), "expected the image's loop device to be attached"
+    assert hostsys.mounts_under(store), "expected the build to have mounts when interrupted"
     time.sleep(2)
     process.send_signal(signum)
     _, rest = process.communicate(timeout=300)

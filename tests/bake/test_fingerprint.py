@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bake.fingerprint import fingerprint, our_elements, tree_hash
+from bake.fingerprint import fingerprint, our_elements
+from bake.hashing import tree_hash
 from bake.plan import NOT_IN_FINGERPRINT, make_plan
 from bake.spec import load_spec
 from tests.bake.conftest import MIRROR_ENV, run_bake

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bake import wheelhouse
-from bake.fingerprint import tree_hash
+from bake.hashing import tree_hash
 from tests.bake.conftest import REPO
 
 

@@ -24,7 +24,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from bake.instances import Instance, boot, free_port
+from bake.hostsys import free_port
+from bake.instances import Instance, boot
 
 REPO = Path(__file__).resolve().parents[2]
 FAB = Path(sys.executable).parent / "fab"

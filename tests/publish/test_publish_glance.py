@@ -15,7 +15,8 @@ import yaml
 from bake import auth
 from bake import glance as g
 from bake import publish as pub
-from bake.artifacts import Artifact, sha256_file
+from bake.artifacts import Artifact
+from bake.hashing import sha256_file
 from tests.fixtures.openstack import CLOUD_NAME
 from tests.publish.helpers import CorruptingProxy, images_with, sha256_of_download
 
