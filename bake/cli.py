@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bake import spec as specs
+from bake import ui
 from bake.artifacts import Store
 from bake.errors import EXIT_BAD_INPUT, EXIT_FAILED, BakeError, InputError
 
@@ -222,7 +223,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             a.version,
             a.fingerprint[:12],
             a.manifest.get("status", "?"),
-            f"{a.manifest.get('total_size', 0) / 2**20:.0f}M",
+            ui.mib(a.manifest.get("total_size", 0)),
             a.manifest.get("built_at", "?"),
         )
         for a in store.artifacts()
@@ -233,9 +234,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no artifacts in {store.root}")
         return 0
-    widths = [max(len(str(r[i])) for r in [_LIST_HEADER, *rows]) for i in range(len(rows[0]))]
-    for row in [_LIST_HEADER, *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    print(ui.table(_LIST_HEADER, rows))
     return 0
 
 

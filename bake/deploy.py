@@ -46,7 +46,6 @@ import posixpath
 import re
 import shlex
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -57,7 +56,7 @@ import invoke
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from bake import hashing, wheelhouse
+from bake import hashing, ui, wheelhouse
 from bake.errors import OperationFailed
 
 ROOT = "/opt/bbq"
@@ -145,42 +144,25 @@ class HostResult:
 # Output
 
 
-_print_lock = threading.Lock()
-
-
 def say(host: str, message: str, stream=None) -> None:
     """Print ``[host] message`` (whole lines only, safe from many threads)."""
-    with _print_lock:
-        for line in message.splitlines() or [""]:
-            print(f"[{host}] {line}", file=stream or sys.stdout, flush=True)
+    ui.say(host, message, stream)
 
 
 def table(results: Sequence[HostResult]) -> str:
     """A text table: host, from-version, to-version, result, time (and bytes sent)."""
-    rows = [("host", "from", "to", "result", "time", "sent")]
-    for r in results:
-        rows.append(
-            (
-                r.host,
-                r.from_release or "-",
-                r.to_release or "-",
-                r.result,
-                f"{r.seconds:.1f}s",
-                _size(r.bytes_sent),
-            )
+    rows = [
+        (
+            r.host,
+            r.from_release or "-",
+            r.to_release or "-",
+            r.result,
+            f"{r.seconds:.1f}s",
+            ui.binary_size(r.bytes_sent),
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB"):
-        if n < 1024 or unit == "MiB":
-            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
-        n /= 1024
-    return str(n)
+        for r in results
+    ]
+    return ui.table(("host", "from", "to", "result", "time", "sent"), rows, rule=True)
 
 
 # ---------------------------------------------------------------------------------------------

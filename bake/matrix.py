@@ -46,7 +46,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from bake import distros
+from bake import distros, ui
 from bake import spec as specs
 from bake.errors import InputError
 from bake.spec import Problem, SpecError
@@ -695,25 +695,18 @@ HEADER = ("row", "fingerprint", "status", "time", "size", "reason")
 
 def table(results: Sequence[Result]) -> str:
     """The results as an aligned text table (one line per row)."""
-    lines = [HEADER]
-    for r in results:
-        lines.append(
-            (
-                r.row.id,
-                r.fingerprint[:12] or "-",
-                r.status,
-                f"{r.seconds:.0f}s" if r.seconds else "-",
-                f"{r.size / 2**20:.0f}M" if r.size else "-",
-                r.reason,
-            )
-        )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER) - 1)]
-    return "\n".join(
+    rows = [
         (
-            "  ".join(c.ljust(w) for c, w in zip(line[:-1], widths, strict=True)) + "  " + line[-1]
-        ).rstrip()
-        for line in lines
-    )
+            r.row.id,
+            r.fingerprint[:12] or "-",
+            r.status,
+            f"{r.seconds:.0f}s" if r.seconds else "-",
+            ui.mib(r.size) if r.size else "-",
+            r.reason,
+        )
+        for r in results
+    ]
+    return ui.table(HEADER, rows)
 
 
 def summary(

@@ -15,7 +15,7 @@ import signal
 import sys
 from typing import Any
 
-from bake import auth
+from bake import auth, ui
 from bake import glance as g
 from bake import prune as pr
 from bake import publish as pub
@@ -145,12 +145,14 @@ def run_images(args: argparse.Namespace) -> int:
     if not rows:
         print("no published images" + (f" of spec {args.spec}" if args.spec else ""))
         return 0
-    _table(
-        ("spec", "version", "fingerprint", "size", "status", "age", "id"),
-        [
-            (r.spec, r.version, r.fingerprint[:12], _size(r.size), r.status, r.age(), r.id)
-            for r in rows
-        ],
+    print(
+        ui.table(
+            ("spec", "version", "fingerprint", "size", "status", "age", "id"),
+            [
+                (r.spec, r.version, r.fingerprint[:12], ui.mib(r.size), r.status, r.age(), r.id)
+                for r in rows
+            ],
+        )
     )
     return 0
 
@@ -188,13 +190,3 @@ def _report_prune(spec: str, result: pr.PruneResult) -> None:
         print(f"{spec}: kept {row.id} ({row.name}, {row.version}): {why}")
     for row, reason in result.skipped:
         print(f"{spec}: skipped {row.id} ({row.name}): {reason}")
-
-
-def _size(size: Any) -> str:
-    return f"{size / 2**20:.0f}M" if isinstance(size, int) else "-"
-
-
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
