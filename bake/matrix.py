@@ -43,13 +43,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-import yaml
-
 from bake import distros, ui
 from bake import spec as specs
 from bake.errors import InputError
-from bake.spec import Problem, SpecError
+from bake.spec import SpecError
+from bake.validation import Problem, ValidationError, problems_from_schema, read_yaml
 
 MATRIX_FILE = "matrix.yaml"
 SUMMARY_FILE = "matrix-summary.json"
@@ -189,35 +187,13 @@ class Row:
         return f"{text}/spark-{self.spark}" if self.spark else text
 
 
+_MESSAGES = {
+    "minProperties": "must name what it matches (spec, distro, release, spark) besides its reason"
+}
+
+
 def _problems(data: Any, file: str) -> list[Problem]:
-    validator = jsonschema.Draft202012Validator(SCHEMA)
-    found = []
-    for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.path))):
-        field = specs._field_path(error.absolute_path)
-        if error.validator == "additionalProperties":
-            allowed = sorted(error.schema.get("properties", {}))
-            for key in sorted(set(error.instance) - set(allowed)):
-                where = specs._field_path([*error.absolute_path, key])
-                found.append(Problem(file, where, f"unknown key (allowed: {', '.join(allowed)})"))
-            continue
-        if error.validator == "required":
-            missing = error.message.split("'")[1]
-            where = specs._field_path([*error.absolute_path, missing])
-            found.append(Problem(file, where, "required key is missing"))
-            continue
-        if error.validator == "minProperties":
-            found.append(
-                Problem(
-                    file,
-                    field,
-                    "must name what it matches (spec, distro, release, spark) besides its reason",
-                    error.instance,
-                    True,
-                )
-            )
-            continue
-        found.append(Problem(file, field, specs._message(error), error.instance, True))
-    return found
+    return problems_from_schema(data, SCHEMA, file, _MESSAGES)
 
 
 def load_matrix(path: Path, elements_dir: Path | None = None, root: Path | None = None) -> Matrix:
@@ -236,11 +212,9 @@ def load_matrix(path: Path, elements_dir: Path | None = None, root: Path | None 
     if elements_dir is None:
         elements_dir = specs_dir.parent / "elements"
     try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SpecError([Problem(shown, "", "file not found")]) from None
-    except yaml.YAMLError as exc:
-        raise SpecError([Problem(shown, "", f"invalid YAML: {exc}")]) from None
+        data = read_yaml(path, shown)
+    except ValidationError as exc:
+        raise SpecError(exc.problems) from None
     if not isinstance(data, dict):
         raise SpecError([Problem(shown, "", "must be a mapping of keys")])
     problems = _problems(data, shown)

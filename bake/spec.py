@@ -21,11 +21,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-import yaml
-
 from bake import distros
-from bake.errors import InputError
+from bake.validation import Problem, ValidationError, problems_from_schema, read_yaml
 
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "image-spec.json"
 
@@ -56,30 +53,8 @@ RESERVED_ENVIRONMENT = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a spec: where (file, field path), what, and the bad value."""
-
-    file: str
-    field: str
-    message: str
-    value: Any = dataclasses.field(default=None)
-    has_value: bool = False
-
-    def __str__(self) -> str:
-        where = f"{self.file}: {self.field}" if self.field else self.file
-        text = f"{where}: {self.message}"
-        if self.has_value:
-            text += f" (value: {json.dumps(self.value, default=str)})"
-        return text
-
-
-class SpecError(InputError):
+class SpecError(ValidationError):
     """A spec (or several) failed validation; ``problems`` lists every reason."""
-
-    def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,76 +120,6 @@ def _schemas() -> tuple[dict, dict]:
     return full, partial
 
 
-def _field_path(parts: Iterable[Any]) -> str:
-    text = ""
-    for part in parts:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text
-
-
-def _schema_problems(data: Any, schema: dict, file: str) -> Iterator[Problem]:
-    validator = jsonschema.Draft202012Validator(schema)
-    for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.path))):
-        yield from _error_problems(error, file)
-
-
-def _error_problems(error: jsonschema.ValidationError, file: str) -> Iterator[Problem]:
-    """The problems one schema error stands for."""
-    path = list(error.absolute_path)
-    if error.validator == "oneOf" and error.context:
-        # A value of one alternative's type is judged by that alternative alone.
-        relevant = [e for e in error.context if not (e.validator == "type" and not e.path)]
-        for sub in relevant:
-            yield from _error_problems(sub, file)
-        if not relevant:
-            types = [e.validator_value for e in error.context if e.validator == "type"]
-            message = f"must be of type {' or '.join(types)}"
-            yield Problem(file, _field_path(path), message, error.instance, True)
-        return
-    if error.validator == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        for key in sorted(set(error.instance) - set(allowed)):
-            yield Problem(
-                file,
-                _field_path([*path, key]),
-                f"unknown key (allowed: {', '.join(allowed)})",
-            )
-        return
-    if error.validator == "required":
-        missing = error.message.split("'")[1]
-        yield Problem(file, _field_path([*path, missing]), "required key is missing")
-        return
-    if "propertyNames" in error.schema_path:
-        yield Problem(
-            file,
-            _field_path([*path, error.instance]),
-            f"invalid key name: does not match {error.validator_value!r}",
-        )
-        return
-    yield Problem(file, _field_path(path), _message(error), error.instance, True)
-
-
-def _message(error: jsonschema.ValidationError) -> str:
-    """A short message without repeating the value (Problem prints it)."""
-    kind = error.validator
-    if kind == "enum":
-        return "must be one of " + ", ".join(json.dumps(v) for v in error.validator_value)
-    if kind == "pattern":
-        return f"does not match {error.validator_value!r}"
-    if kind == "type":
-        return f"must be of type {error.validator_value}"
-    if kind == "minItems":
-        return f"must have at least {error.validator_value} item(s)"
-    if kind == "uniqueItems":
-        return "has duplicate items"
-    if kind in ("minimum", "exclusiveMinimum", "maximum", "minLength"):
-        return error.message.split(" is ", 1)[-1]
-    return error.message
-
-
 class _Loader:
     """Reads one spec file and its includes, collecting problems instead of stopping."""
 
@@ -222,6 +127,7 @@ class _Loader:
         self.root = root
         self.problems: list[Problem] = []
         self.files: list[Path] = []
+        self.top: Path | None = None  # includes must stay inside the top spec's directory
 
     def show(self, path: Path) -> str:
         try:
@@ -232,6 +138,8 @@ class _Loader:
     def read(self, path: Path, chain: tuple[Path, ...] = ()) -> dict | None:
         """The file merged over its includes, or None when it cannot be read."""
         path = path.resolve()
+        if self.top is None:
+            self.top = path.parent
         shown = self.show(path)
         if path in chain:
             cycle = " -> ".join(self.show(p) for p in (*chain, path))
@@ -239,43 +147,48 @@ class _Loader:
             self.problems.append(Problem(includer, "include", f"include cycle: {cycle}"))
             return None
         try:
-            text = path.read_text()
-        except FileNotFoundError:
-            self.problems.append(Problem(shown, "", "file not found"))
-            return None
-        except OSError as exc:
-            self.problems.append(Problem(shown, "", f"cannot read: {exc.strerror}"))
-            return None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc)
-            self.problems.append(Problem(shown, "", f"invalid YAML: {where}{problem}"))
+            data = read_yaml(path, shown)
+        except ValidationError as exc:
+            self.problems.extend(exc.problems)
             return None
         if not isinstance(data, dict):
             kind = "empty" if data is None else type(data).__name__
             self.problems.append(Problem(shown, "", f"must be a mapping of keys, not {kind}"))
             return None
         self.files.append(path)
-        problems = list(_schema_problems(data, _schemas()[1], shown))
+        problems = list(problems_from_schema(data, _schemas()[1], shown))
         self.problems.extend(problems)
         if problems:
             return None
         merged: dict = {}
         for index, name in enumerate(data.get("include", [])):
-            target = (path.parent / name).resolve()
-            if not target.exists():
-                self.problems.append(
-                    Problem(shown, f"include[{index}]", "included file not found", name, True)
-                )
+            target = self.include_target(path, shown, index, name)
+            if target is None:
                 continue
             included = self.read(target, (*chain, path))
             if included is not None:
                 merged = merge(merged, included)
         own = {k: v for k, v in data.items() if k != "include"}
         return merge(merged, own)
+
+    def include_target(self, path: Path, shown: str, index: int, name: str) -> Path | None:
+        """The file an include names, if it exists inside the top spec's directory."""
+        field = f"include[{index}]"
+        try:
+            target = (path.parent / name).resolve()
+        except (OSError, RuntimeError, ValueError):
+            self.problems.append(Problem(shown, field, "cannot resolve this path", name, True))
+            return None
+        if not target.is_relative_to(self.top):
+            message = (
+                f"outside {self.show(self.top)}/: includes must stay inside the specs' directory"
+            )
+            self.problems.append(Problem(shown, field, message, name, True))
+            return None
+        if not target.exists():
+            self.problems.append(Problem(shown, field, "included file not found", name, True))
+            return None
+        return target
 
 
 def merge(base: Mapping[str, Any], over: Mapping[str, Any], top: bool = True) -> dict:
@@ -308,7 +221,7 @@ def load_spec(
     shown = loader.show(path)
     if data is None or loader.problems:
         raise SpecError(loader.problems)
-    problems = list(_schema_problems(data, _schemas()[0], shown))
+    problems = list(problems_from_schema(data, _schemas()[0], shown))
     if not problems:
         problems = list(_semantic_problems(data, shown, list(elements_dirs)))
     if problems:
