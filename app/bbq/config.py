@@ -78,6 +78,24 @@ OPTIONS: dict[str, list[cfg.Opt]] = {
             default="",
             help="Extra Spark settings, comma-separated KEY=VALUE pairs.",
         ),
+        cfg.FloatOpt(
+            "batch_retry_max_delay",
+            default=30.0,
+            min=0.1,
+            max=3600,
+            help="Longest wait between two runs of a micro-batch that failed for a reason "
+            "that is not its records' (MongoDB or Spark away). The batch is run again, with "
+            "a delay that doubles up to this, until it succeeds: it is never skipped.",
+        ),
+        cfg.FloatOpt(
+            "dependency_timeout",
+            default=0.0,
+            min=0,
+            help="At start-up, bbq-stream waits until MongoDB, the Spark master (of a "
+            "spark:// URL), Zaqar (zaqar source) and the REST service answer, retrying with "
+            "a delay that doubles up to 30 s and logging what it waits for. Seconds to wait "
+            "at most before giving up (exit 1); 0 waits as long as it takes.",
+        ),
     ],
     "zaqar": [
         cfg.URIOpt("url", default="http://127.0.0.1:8888", help="Zaqar API endpoint."),
@@ -123,6 +141,23 @@ OPTIONS: dict[str, list[cfg.Opt]] = {
             "(about 1700 messages).",
         ),
         cfg.IntOpt("message_ttl", default=3600, min=60, help="TTL of messages bbq-send posts."),
+        cfg.FloatOpt(
+            "timeout",
+            default=30.0,
+            min=0.1,
+            max=3600,
+            help="Seconds each request to Zaqar may take (connect, then each read) before "
+            "it is given up: bbq-send and the job's source never wait on a silent server.",
+        ),
+        cfg.IntOpt(
+            "retries",
+            default=2,
+            min=0,
+            max=100,
+            help="bbq-send: retries of a request that failed for Zaqar's reasons (refused "
+            "connection, timeout, 5xx), with a doubling delay from 0.5 s. A retried post may "
+            "queue a message twice; the store keeps it once (its id is the key).",
+        ),
         cfg.IntOpt(
             "post_max_bytes",
             default=262144,
@@ -147,15 +182,24 @@ OPTIONS: dict[str, list[cfg.Opt]] = {
         cfg.IntOpt(
             "write_batch_size", default=5000, min=1, help="Documents per insert_many request."
         ),
+        cfg.FloatOpt(
+            "retry_seconds",
+            default=60.0,
+            min=0,
+            max=3600,
+            help="How long a write is retried (doubling delay up to 10 s) while MongoDB is "
+            "away, before the micro-batch fails and is run again by the job. Writes are "
+            "idempotent, so retrying adds nothing twice.",
+        ),
     ],
     "rest": [
         cfg.URIOpt(
             "url",
-            default="http://127.0.0.1:8080",
+            default="http://127.0.0.1:8780",
             help="Base URL of the REST display service the job signals.",
         ),
         cfg.HostAddressOpt("host", default="127.0.0.1", help="Address bbq-rest listens on."),
-        cfg.PortOpt("port", default=8080, help="Port bbq-rest listens on."),
+        cfg.PortOpt("port", default=8780, help="Port bbq-rest listens on."),
         cfg.IntOpt(
             "retries", default=3, min=0, help="Retries of a failed signal before giving up."
         ),
@@ -164,7 +208,37 @@ OPTIONS: dict[str, list[cfg.Opt]] = {
         ),
         cfg.FloatOpt("timeout", default=5.0, min=0.1, help="Seconds per signal request."),
         cfg.IntOpt(
-            "history", default=600, min=1, help="Batch summaries bbq-rest keeps for the chart."
+            "history",
+            default=600,
+            min=1,
+            max=100000,
+            help="Batch summaries bbq-rest keeps for the chart (also bounded to 32 MiB of "
+            "JSON: the oldest go first).",
+        ),
+        cfg.IntOpt("threads", default=8, min=1, max=256, help="bbq-rest's request worker threads."),
+        cfg.IntOpt(
+            "connection_limit",
+            default=1000,
+            min=10,
+            max=100000,
+            help="Most client connections bbq-rest holds open at once (waitress). Connections "
+            "that send slowly or not at all hold a slot until channel_timeout; beyond the limit "
+            "new ones wait in the listen backlog. bbq-rest raises its open-files limit to fit.",
+        ),
+        cfg.IntOpt(
+            "channel_timeout",
+            default=30,
+            min=1,
+            max=3600,
+            help="Seconds a client connection may stay inactive (nothing received or sent) "
+            "before bbq-rest closes it.",
+        ),
+        cfg.StrOpt(
+            "unhealthy_file",
+            default="",
+            help="While this file exists, GET /healthz answers 503 with the reason (the "
+            "file's first line, if any): an operator's drain switch, also used by tests of "
+            "rollouts. Empty: none.",
         ),
     ],
 }

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import contextlib
 import datetime as dt
+import itertools
 import json
 import logging
 import signal
@@ -36,48 +36,14 @@ LOG = logging.getLogger("bbq.job")
 
 
 # -- executor side ------------------------------------------------------------------------
-def store_rows(settings: dict, max_bytes: int, batch_id: int, index: int, rows) -> dict:
-    """Normalise and store an iterable of (value, timestamp, msgid); returns small counts.
-
-    Parsing and storing overlap: a chunk is written by a helper thread (pymongo releases
-    the GIL while it waits for the server) while the next one is being normalised.
-    """
-    started = time.monotonic()
-    store = Store(**settings)
-    chunk_size = store.write_batch_size
-    new: collections.Counter = collections.Counter()
-    reasons: collections.Counter = collections.Counter()
-    dead_new = rejected = n = 0
-    pending: collections.deque = collections.deque()
-    waited = 0.0
-
-    def drain(keep: int) -> None:
-        nonlocal waited
-        while len(pending) > keep:
-            t = time.monotonic()
-            new.update(pending.popleft().result())
-            waited += time.monotonic() - t
-
-    good: list[dict] = []
-    dead: list[dict] = []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        now = dt.datetime.now(dt.UTC)  # for sources without a per-message receive time
-        for n, (value, received, msgid) in enumerate(rows, 1):
+def normalise_row(value, received, msgid, now: dt.datetime, max_bytes: int, position: str):
+    """(packet, None) or (None, dead letter) for one source row; never raises."""
+    if value is not None:  # the common case inline: normalise without dead-letter work
+        try:
+            doc = records.parse(value, max_bytes)
+        except records.Rejected:
             doc = None
-            if value is not None:  # the common case inline: normalise without dead-letter work
-                with contextlib.suppress(records.Rejected):
-                    doc = records.parse(value, max_bytes)
-            if doc is None:
-                dead.append(
-                    records.normalise(
-                        value,
-                        max_bytes=max_bytes,
-                        received=received or now,
-                        source_id=msgid,
-                        position=f"{batch_id}:{index}:{n}",
-                    )[1]
-                )
-                continue
+        if doc is not None:
             if received is None:
                 received = now
             elif received.tzinfo is None:
@@ -85,24 +51,67 @@ def store_rows(settings: dict, max_bytes: int, batch_id: int, index: int, rows) 
             doc["received"] = received
             if msgid:
                 doc["source_id"] = msgid
+            return doc, None
+    return records.normalise(
+        value, max_bytes=max_bytes, received=received or now, source_id=msgid, position=position
+    )
+
+
+def store_rows(settings: dict, max_bytes: int, batch_id: int, index: int, rows) -> dict:
+    """Normalise and store an iterable of (value, timestamp, msgid); returns small counts.
+
+    Every row ends stored, already stored, or dead-lettered with its reason (the database's
+    or its encoder's refusal of one document included): only a failure that is not the
+    rows' (MongoDB away beyond the store's retry time) fails the task, and so the batch,
+    which the driver then runs again. Parsing and storing overlap: a chunk is written by a
+    helper thread (pymongo releases the GIL while it waits for the server) while the next
+    one is being normalised.
+    """
+    started = time.monotonic()
+    store = Store(**settings)
+    chunk_size = store.write_batch_size
+    new: collections.Counter = collections.Counter()
+    pending: collections.deque = collections.deque()
+    waited = 0.0
+    good: list[dict] = []
+    dead: list[dict] = []
+
+    def drain(keep: int) -> None:
+        nonlocal waited
+        while len(pending) > keep:
+            t = time.monotonic()
+            counts, refused = pending.popleft().result()
+            new.update(counts)
+            dead.extend(refused)
+            waited += time.monotonic() - t
+
+    n = 0
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        now = dt.datetime.now(dt.UTC)  # for sources without a per-message receive time
+        for n, (value, received, msgid) in enumerate(rows, 1):
+            doc, bad = normalise_row(
+                value, received, msgid, now, max_bytes, f"{batch_id}:{index}:{n}"
+            )
+            if bad is not None:
+                dead.append(bad)
+                continue
             good.append(doc)
             if len(good) >= chunk_size:
-                pending.append(pool.submit(store.write_packets, good))
+                pending.append(pool.submit(store.insert_packets, good))
                 good = []
                 drain(keep=1)
         if good:
-            pending.append(pool.submit(store.write_packets, good))
+            pending.append(pool.submit(store.insert_packets, good))
         drain(keep=0)
-    if dead:
-        dead_new = store.write_dead_letters(dead)
-        rejected = len(dead)
-        reasons.update(d["reason"].split(":")[0] for d in dead)
+    dead_new = store.write_dead_letters(dead) if dead else 0
+    reasons = collections.Counter(d["reason"].split(":")[0] for d in dead)
     return {
         "records": n,
         "counts": dict(new),
         "dead": dead_new,
-        "rejected": rejected,
+        "rejected": len(dead),
         "reasons": dict(reasons),
+        "recount": store.retried,
         "seconds": time.monotonic() - started,
         "waited_for_store": waited,
     }
@@ -170,14 +179,35 @@ class Signaller:
         return False
 
 
+def bounded(counts: dict[str, int], limit: int = records.MAX_SIGNAL_SERVICES) -> dict[str, int]:
+    """``counts`` with at most ``limit`` services: the largest, the rest summed as
+    ``OTHER_SERVICES`` (the REST service refuses more; hostile input can make any number)."""
+    if len(counts) <= limit:
+        return dict(counts)
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    kept = dict(ranked[: limit - 1])
+    kept[OTHER_SERVICES] = kept.get(OTHER_SERVICES, 0) + sum(n for _, n in ranked[limit - 1 :])
+    return kept
+
+
+OTHER_SERVICES = "(other services)"
+
+
 class BatchWriter:
-    """The ``foreachBatch`` function: store the batch, keep totals, signal REST."""
+    """The ``foreachBatch`` function: store the batch, keep totals, signal REST.
+
+    A batch whose storing fails (every record has its own outcome, so this is MongoDB or
+    Spark away, not the records) is run again, with a growing delay up to
+    ``[stream] batch_retry_max_delay``, until it succeeds or the job is stopped: it is
+    never skipped. The writes are idempotent, so a rerun adds only what the failed run did
+    not; the totals are then recounted from the store."""
 
     def __init__(self, conf, store: Store | None = None, signaller: Signaller | None = None):
         self.store = store or Store.from_conf(conf)
         self.settings = self.store.settings()
         self.max_bytes = conf.stream.max_message_bytes
         self.partitions = conf.stream.partitions
+        self.retry_max_delay = conf.stream.batch_retry_max_delay
         self.source_partitions = (
             conf.stream.socket_partitions if conf.stream.source == "socket" else 1
         )
@@ -190,17 +220,21 @@ class BatchWriter:
             max_workers=1, thread_name_prefix="bbq-signal"
         )
         self.run = uuid.uuid4().hex
+        self.stopping = threading.Event()
         self.store.ensure_indexes()
         # Totals start from what the store holds, so a restarted job keeps counting right.
         self.totals = collections.Counter(self.store.counts())
         self.dead_total = self.store.dead_letter_count()
         self.batches = 0
         self.records = 0
+        self.retried_batches = 0
         self.lock = threading.Lock()
 
-    def __call__(self, df, batch_id: int) -> None:
-        started = time.monotonic()
-        settings, max_bytes = self.settings, self.max_bytes
+    def stop(self) -> None:
+        """Make a batch that is waiting to be retried give up (the job is stopping)."""
+        self.stopping.set()
+
+    def _run_batch(self, df, batch_id: int) -> list[dict]:
         want = self.partitions or df.sparkSession.sparkContext.defaultParallelism
         # The sources' partitioning is known (socket: socket_partitions slices; zaqar: one
         # partition), so no df.rdd planning pass per batch is needed to ask for it.
@@ -208,8 +242,37 @@ class BatchWriter:
             df = df.coalesce(want)  # no shuffle: merges the socket source's slices
         else:
             df = df.repartition(want)  # spreads a single-partition source over executors
-        result = df.mapInArrow(store_arrow(settings, max_bytes, batch_id), "summary string")
-        parts = [json.loads(row.summary) for row in result.collect()]
+        result = df.mapInArrow(
+            store_arrow(self.settings, self.max_bytes, batch_id), "summary string"
+        )
+        return [json.loads(row.summary) for row in result.collect()]
+
+    def _store_batch(self, df, batch_id: int) -> tuple[list[dict], bool]:
+        """The batch's partition summaries, and whether it took more than one run."""
+        delay = 1.0
+        for attempt in itertools.count(1):
+            try:
+                return self._run_batch(df, batch_id), attempt > 1
+            except Exception as exc:  # records never fail a batch: this is a dependency
+                if self.stopping.is_set():
+                    raise
+                why = str(exc).strip().splitlines()
+                LOG.error(
+                    "batch %d failed (run %d), running it again in %.0fs: %s",
+                    batch_id,
+                    attempt,
+                    delay,
+                    records.printable(why[-1] if why else type(exc).__name__),
+                )
+                self.retried_batches += 1
+                if self.stopping.wait(delay):
+                    raise
+                delay = min(delay * 2, self.retry_max_delay)
+        raise AssertionError("unreachable")
+
+    def __call__(self, df, batch_id: int) -> None:
+        started = time.monotonic()
+        parts, retried = self._store_batch(df, batch_id)
         n = sum(p["records"] for p in parts)
         if n == 0:
             return
@@ -222,9 +285,14 @@ class BatchWriter:
             reasons.update(p["reasons"])
             dead += p["dead"]
             rejected += p["rejected"]
+        recount = retried or any(p.get("recount") for p in parts)
         with self.lock:
-            self.totals.update(counts)
-            self.dead_total += dead
+            if recount:  # part of the batch may have landed in a failed run: ask the store
+                self.totals = collections.Counter(self.store.counts())
+                self.dead_total = self.store.dead_letter_count()
+            else:
+                self.totals.update(counts)
+                self.dead_total += dead
             self.batches += 1
             self.records += n
             summary = {
@@ -232,8 +300,8 @@ class BatchWriter:
                 "batch_id": batch_id,
                 "time": time.time(),
                 "records": n,
-                "counts": dict(counts),
-                "totals": dict(self.totals),
+                "counts": bounded(counts),
+                "totals": bounded(self.totals),
                 "dead": dead,
                 "dead_total": self.dead_total,
             }

@@ -27,12 +27,36 @@ MAX_ID_CHARS = 256
 MAX_SERVICE_CHARS = 128
 MAX_TYPE_CHARS = 64
 RAW_KEEP_CHARS = 2048  # how much of a rejected message the dead letter keeps
+REASON_KEEP_CHARS = 300  # how much of an error's own text a reason quotes
+MAX_SIGNAL_SERVICES = 1000  # services per count map in a REST signal (bbq-rest's limit)
+MAX_ID_BITS = 850  # an integer id of more bits has more than MAX_ID_CHARS digits
 
 UTC = dt.UTC
 
 
 class Rejected(ValueError):
     """A message that cannot become a packet; str() is the reason kept in the dead letter."""
+
+
+def printable(text: str, limit: int = REASON_KEEP_CHARS) -> str:
+    """``text`` cut to ``limit`` characters and made storable: lone surrogates (which UTF-8,
+    BSON and JSON parsers refuse) become ``\\udXXX`` escapes."""
+    text = text[:limit]
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _unicode(key: str, value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise Rejected(
+            f"field '{key}' is not valid Unicode (lone surrogate at character {exc.start})"
+        ) from None
+    return value
 
 
 def _text(obj: dict, key: str, limit: int, required: bool, default: str | None = None):
@@ -48,7 +72,7 @@ def _text(obj: dict, key: str, limit: int, required: bool, default: str | None =
         raise Rejected(f"field '{key}' is empty")
     if len(value) > limit:
         raise Rejected(f"field '{key}' is longer than {limit} characters")
-    return value
+    return _unicode(key, value)
 
 
 def _packet_id(obj: dict) -> str:
@@ -57,12 +81,14 @@ def _packet_id(obj: dict) -> str:
     value = obj["id"]
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise Rejected(f"field 'id' must be a string or an integer, not {type(value).__name__}")
+    if isinstance(value, int) and value.bit_length() > MAX_ID_BITS:
+        raise Rejected(f"field 'id' is longer than {MAX_ID_CHARS} characters")
     value = str(value).strip()
     if not value:
         raise Rejected("field 'id' is empty")
     if len(value) > MAX_ID_CHARS:
         raise Rejected(f"field 'id' is longer than {MAX_ID_CHARS} characters")
-    return value
+    return _unicode("id", value)
 
 
 def _number(obj: dict, key: str) -> float:
@@ -71,33 +97,47 @@ def _number(obj: dict, key: str) -> float:
     value = obj[key]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise Rejected(f"field '{key}' must be a number, not {type(value).__name__}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:
+        raise Rejected(f"field '{key}' is out of range (beyond a 64-bit float)") from None
     if not math.isfinite(value):
         raise Rejected(f"field '{key}' must be finite")
     return value
 
 
 def _time(obj: dict) -> dt.datetime | None:
+    """``time`` as an aware UTC datetime within datetime's (and so BSON's) range."""
     value = obj.get("time")
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise Rejected("field 'time' must be epoch seconds or an ISO 8601 string, not bool")
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise Rejected(
+            f"field 'time' must be epoch seconds or an ISO 8601 string, not {type(value).__name__}"
+        )
     try:
-        if isinstance(value, int | float):
-            return dt.datetime.fromtimestamp(value, UTC)
         if isinstance(value, str):
             parsed = dt.datetime.fromisoformat(value)
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            # Offsets are resolved here, so a time near year 1 or 9999 whose offset carries
+            # it out of range is refused now, not by the store's encoder.
+            return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return dt.datetime.fromtimestamp(value, UTC)
     except (ValueError, OverflowError, OSError) as exc:
-        raise Rejected(f"field 'time' is not a valid time: {exc}") from None
-    raise Rejected(
-        f"field 'time' must be epoch seconds or an ISO 8601 string, not {type(value).__name__}"
-    )
+        raise Rejected(f"field 'time' is not a valid time: {printable(str(exc))}") from None
 
 
-def parse(raw: str | bytes, max_bytes: int) -> dict:
-    """The packet fields of one raw message; raises Rejected with the reason."""
+def _loads(raw: str):
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise Rejected(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise Rejected("not JSON: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise Rejected(f"not JSON: {printable(str(exc).split(':')[0])}") from None
+
+
+def _parse(raw: str | bytes, max_bytes: int) -> dict:
     size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
         raise Rejected(f"oversized: {size} bytes > {max_bytes}")
@@ -106,12 +146,7 @@ def parse(raw: str | bytes, max_bytes: int) -> dict:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise Rejected(f"not UTF-8: {exc.reason}") from None
-    try:
-        obj = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise Rejected(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except RecursionError:
-        raise Rejected("not JSON: nested too deeply") from None
+    obj = _loads(raw)
     if not isinstance(obj, dict):
         raise Rejected(f"not a JSON object but {type(obj).__name__}")
     return {
@@ -123,6 +158,19 @@ def parse(raw: str | bytes, max_bytes: int) -> dict:
     }
 
 
+def parse(raw: str | bytes, max_bytes: int) -> dict:
+    """The packet fields of one raw message; raises Rejected with the reason, and nothing
+    else, whatever the message holds."""
+    try:
+        return _parse(raw, max_bytes)
+    except Rejected:
+        raise
+    except (ValueError, TypeError, ArithmeticError, RecursionError, MemoryError) as exc:
+        # Not expected (every known case has its own reason above), but a message must
+        # never stop the stream: it is dead-lettered with what went wrong.
+        raise Rejected(f"unreadable: {type(exc).__name__}: {printable(str(exc))}") from None
+
+
 def dead_letter_id(raw: str | bytes, source_id: str | None, position: str | None) -> str:
     """A stable id for a rejected message, so a redelivered one is kept only once.
 
@@ -130,10 +178,33 @@ def dead_letter_id(raw: str | bytes, source_id: str | None, position: str | None
     its micro-batch (a replayed batch replays the same positions), else a content hash.
     """
     if source_id:
-        return f"msg:{source_id}"
+        return f"msg:{printable(source_id)}"
     data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
     digest = hashlib.sha256(data).hexdigest()[:32]
     return f"pos:{position}:{digest}" if position else f"sha:{digest}"
+
+
+def dead_letter(
+    raw: str | bytes,
+    reason: str,
+    received: dt.datetime,
+    source_id: str | None = None,
+    position: str | None = None,
+) -> dict:
+    """The dead-letter document of a rejected message: every string in it storable (UTF-8
+    without lone surrogates) and bounded, whatever the message held."""
+    if isinstance(raw, bytes):
+        text, size = raw[: RAW_KEEP_CHARS * 4].decode("utf-8", "replace"), len(raw)
+    else:
+        text, size = raw, len(raw.encode("utf-8", "surrogatepass"))
+    return {
+        "_id": dead_letter_id(raw, source_id, position),
+        "reason": printable(reason, REASON_KEEP_CHARS * 2),
+        "raw": printable(text, RAW_KEEP_CHARS),
+        "size": size,
+        "received": received,
+        "source_id": printable(source_id) if source_id else source_id,
+    }
 
 
 def normalise(
@@ -152,17 +223,8 @@ def normalise(
     try:
         doc = parse(raw, max_bytes)
     except Rejected as exc:
-        text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
-        size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
-        return None, {
-            "_id": dead_letter_id(raw, source_id, position),
-            "reason": str(exc),
-            "raw": text[:RAW_KEEP_CHARS],
-            "size": size,
-            "received": received,
-            "source_id": source_id,
-        }
+        return None, dead_letter(raw, str(exc), received, source_id, position)
     doc["received"] = received
     if source_id:
-        doc["source_id"] = source_id
+        doc["source_id"] = printable(source_id)
     return doc, None

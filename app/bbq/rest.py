@@ -1,11 +1,12 @@
 """The REST display service: takes the job's batch signals, keeps recent summaries, and
 serves them as JSON and as a live web page (a chart of counts per service over time).
 
-API (JSON)::
+API (JSON; strict both ways: no NaN or Infinity, UTF-8 only, no duplicate keys)::
 
-    POST /api/v1/batches   one batch summary from the streaming job (validated, 400 if bad)
+    POST /api/v1/batches   one batch summary from the streaming job (validated, 4xx if bad)
     GET  /api/v1/summary   latest totals per service + recent summaries (?since=SEQ: newer only)
-    GET  /healthz          liveness
+    GET  /healthz          {"status": "ok", "version": ...}; 503 with the reason while the
+                           [rest] unhealthy_file exists (an operator's drain switch)
     GET  /                 the dashboard page (its script and style are served from /static)
 
 A batch summary::
@@ -15,27 +16,118 @@ A batch summary::
      "dead": 2, "dead_total": 7}
 
 ``counts`` are the documents this batch added, ``totals`` what the store holds after it.
+Every field is bounded (strings, integers up to 2**53 - 1, at most 1000 services of at most
+128 characters, ``time`` within 1970..5138), and so is what is kept: ``history`` summaries
+and at most 32 MiB of them. Every bad request gets a 4xx and ``{"error": "..."}``.
 
 >>> app = create_app(history=100)
->>> app.test_client().get("/healthz").json
-{'status': 'ok'}
+>>> app.test_client().get("/healthz").json["status"]
+'ok'
 """
 
 from __future__ import annotations
 
 import collections
+import importlib.metadata
+import json
+import logging
+import math
+import os
+import re
+import stat
 import sys
 import threading
 import time
 
 from flask import Flask, jsonify, render_template, request
+from flask.json.provider import DefaultJSONProvider
+from werkzeug.exceptions import HTTPException
+
+from bbq import records
+
+LOG = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1 << 20
-MAX_SERVICES = 1000
+MAX_SERVICES = records.MAX_SIGNAL_SERVICES
+MAX_SERVICE_CHARS = records.MAX_SERVICE_CHARS
+MAX_RUN_CHARS = 100
+MAX_INT = 2**53 - 1  # what a browser's JSON.parse keeps exactly
+MAX_TIME = 1e11  # epoch seconds: year 5138
+MAX_HISTORY_BYTES = 32 << 20
+SINCE = re.compile(r"\A[0-9]{1,15}\Z")
+
+
+def version() -> str:
+    """The installed ``bbq`` distribution's version."""
+    try:
+        return importlib.metadata.version("bbq")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 class Invalid(ValueError):
     pass
+
+
+class StrictJSON(DefaultJSONProvider):
+    """Flask's JSON, refusing NaN and Infinity on the way out (they are not JSON)."""
+
+    def dumps(self, obj, **kwargs):
+        kwargs.setdefault("allow_nan", False)
+        return super().dumps(obj, **kwargs)
+
+
+def _no_constant(name: str):
+    raise Invalid(f"body is not valid JSON: {name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise Invalid(f"body is not valid JSON: number {text[:40]} is out of range")
+    return value
+
+
+def _unique_keys(pairs: list) -> dict:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise Invalid(f"body is not valid JSON: duplicate key '{records.printable(dup, 60)}'")
+    return obj
+
+
+def loads_strict(body: bytes):
+    """The JSON value of ``body``, or Invalid naming what is wrong."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Invalid(f"body is not UTF-8 (byte {exc.start})") from None
+    try:
+        return json.loads(
+            text,
+            parse_constant=_no_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_unique_keys,
+        )
+    except json.JSONDecodeError as exc:
+        raise Invalid(f"body is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except RecursionError:
+        raise Invalid("body is not valid JSON: nested too deeply") from None
+    except Invalid:
+        raise
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise Invalid(f"body is not valid JSON: {str(exc).split(':')[0]}") from None
+
+
+def _text(value, what: str, limit: int) -> str:
+    if not isinstance(value, str) or len(value) > limit:
+        raise Invalid(f"{what} must be a string of at most {limit} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Invalid(f"{what} is not valid Unicode (lone surrogate)") from None
+    return value
 
 
 def _int(payload: dict, key: str, required: bool = True) -> int:
@@ -48,6 +140,8 @@ def _int(payload: dict, key: str, required: bool = True) -> int:
         raise Invalid(f"field '{key}' must be an integer, not {type(value).__name__}")
     if value < 0:
         raise Invalid(f"field '{key}' must not be negative")
+    if value > MAX_INT:
+        raise Invalid(f"field '{key}' must be at most {MAX_INT}")
     return value
 
 
@@ -62,8 +156,12 @@ def _counts(payload: dict, key: str) -> dict[str, int]:
     for service, count in value.items():
         if not service:
             raise Invalid(f"field '{key}' has an empty service name")
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise Invalid(f"field '{key}': count of '{service}' must be a non-negative integer")
+        _text(service, f"field '{key}': a service name", MAX_SERVICE_CHARS)
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_INT:
+            raise Invalid(
+                f"field '{key}': count of '{service}' must be a non-negative integer"
+                + (f" of at most {MAX_INT}" if isinstance(count, int) and count > 0 else "")
+            )
     return dict(value)
 
 
@@ -72,11 +170,12 @@ def validate(payload) -> dict:
     if not isinstance(payload, dict):
         raise Invalid("body must be a JSON object")
     run = payload.get("run", "")
-    if not isinstance(run, str) or len(run) > 100:
-        raise Invalid("field 'run' must be a string of at most 100 characters")
+    _text(run, "field 'run'", MAX_RUN_CHARS)
     when = payload.get("time")
     if isinstance(when, bool) or not isinstance(when, int | float):
         raise Invalid("field 'time' must be epoch seconds (a number)")
+    if not 0 <= when <= MAX_TIME:
+        raise Invalid(f"field 'time' must be epoch seconds between 0 and {MAX_TIME:.0f}")
     return {
         "run": run,
         "batch_id": _int(payload, "batch_id"),
@@ -90,16 +189,30 @@ def validate(payload) -> dict:
 
 
 class Summaries:
-    """Recent batch summaries and the latest totals; safe across request threads."""
+    """Recent batch summaries and the latest totals; safe across request threads.
 
-    def __init__(self, history: int) -> None:
+    Keeps at most ``history`` summaries and ``max_bytes`` of their JSON (oldest go first)."""
+
+    def __init__(self, history: int, max_bytes: int = MAX_HISTORY_BYTES) -> None:
         self._lock = threading.Lock()
-        self._recent: collections.deque = collections.deque(maxlen=history)
+        self._recent: collections.deque = collections.deque()
+        self._history = history
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._seen: collections.OrderedDict = collections.OrderedDict()
         self._seq = 0
         self.totals: dict[str, int] = {}
         self.dead_total = 0
         self.updated: float | None = None
+
+    def _keep(self, summary: dict) -> None:
+        size = len(json.dumps(summary))
+        self._recent.append((summary, size))
+        self._bytes += size
+        while len(self._recent) > self._history or (
+            self._bytes > self._max_bytes and len(self._recent) > 1
+        ):
+            self._bytes -= self._recent.popleft()[1]
 
     def add(self, summary: dict) -> tuple[bool, int]:
         """Keep one summary; (False, seq) when the same run's batch was already kept."""
@@ -109,9 +222,9 @@ class Summaries:
                 return False, self._seen[key]
             self._seq += 1
             summary = dict(summary, seq=self._seq)
-            self._recent.append(summary)
+            self._keep(summary)
             self._seen[key] = self._seq
-            while len(self._seen) > (self._recent.maxlen or 1) * 2:
+            while len(self._seen) > self._history * 2:
                 self._seen.popitem(last=False)
             self.totals = dict(summary["totals"])
             self.dead_total = summary["dead_total"]
@@ -126,62 +239,122 @@ class Summaries:
                 "dead_total": self.dead_total,
                 "updated": self.updated,
                 "seq": self._seq,
-                "history": [s for s in self._recent if s["seq"] > since],
+                "history": [s for s, _ in self._recent if s["seq"] > since],
             }
 
 
-def create_app(history: int = 600) -> Flask:
-    app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    app.json.sort_keys = False
-    summaries = Summaries(history)
-    app.extensions["bbq_summaries"] = summaries
+def _error(status: int, message: str):
+    return jsonify({"error": message}), status
 
-    def error(status: int, message: str):
-        return jsonify({"error": message}), status
 
+def unhealthy_reason(path: str) -> str | None:
+    """Why the service reports itself unhealthy: None unless ``path`` exists. Its first
+    line is the reason when it is a small regular file (never opened otherwise: a FIFO
+    would block)."""
+    if not path:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    reason = ""
+    if stat.S_ISREG(st.st_mode):
+        try:
+            with open(path, "rb") as f:
+                reason = f.read(200).decode("utf-8", "replace").split("\n")[0].strip()
+        except OSError:
+            pass
+    return reason or f"{path} exists"
+
+
+def _add_api(app: Flask, summaries: Summaries) -> None:
     @app.post("/api/v1/batches")
     def post_batch():
         if not request.is_json:
-            return error(415, "body must be JSON (Content-Type: application/json)")
-        payload = request.get_json(silent=True)
-        if payload is None:
-            return error(400, "body is not valid JSON")
+            return _error(415, "body must be JSON (Content-Type: application/json)")
         try:
-            summary = validate(payload)
+            summary = validate(loads_strict(request.get_data(cache=False)))
         except Invalid as exc:
-            return error(400, str(exc))
+            return _error(400, str(exc))
         added, seq = summaries.add(summary)
         return jsonify({"accepted": added, "seq": seq}), 201 if added else 200
 
     @app.get("/api/v1/summary")
     def get_summary():
         since = request.args.get("since", "0")
-        if not since.isdigit():
-            return error(400, "query 'since' must be a non-negative integer")
+        if not SINCE.match(since):
+            return _error(400, "query 'since' must be a non-negative integer of 1 to 15 digits")
         return jsonify(summaries.view(int(since)))
+
+
+def _add_pages(app: Flask, unhealthy_file: str) -> None:
+    running = version()
 
     @app.get("/healthz")
     def healthz():
-        return jsonify({"status": "ok"})
+        reason = unhealthy_reason(unhealthy_file)
+        if reason is not None:
+            return jsonify({"status": "unhealthy", "reason": reason, "version": running}), 503
+        return jsonify({"status": "ok", "version": running})
 
     @app.get("/")
     def page():
         return render_template("dashboard.html")
 
+
+def _add_errors(app: Flask) -> None:
     @app.errorhandler(404)
     def not_found(_exc):
-        return error(404, f"no such resource: {request.path}")
+        return _error(404, f"no such resource: {records.printable(request.path, 200)}")
 
     @app.errorhandler(405)
     def not_allowed(_exc):
-        return error(405, f"method {request.method} not allowed on {request.path}")
+        return _error(405, f"method {request.method} not allowed on {request.path}")
 
     @app.errorhandler(413)
     def too_large(_exc):
-        return error(413, f"body larger than {MAX_BODY_BYTES} bytes")
+        return _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
 
+    @app.errorhandler(HTTPException)
+    def http_error(exc):
+        return _error(exc.code or 400, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def internal(exc):  # a bug: logged, answered as JSON
+        LOG.exception("error on %s %s", request.method, request.path)
+        return _error(500, f"internal error: {type(exc).__name__}")
+
+
+def create_app(history: int = 600, unhealthy_file: str = "") -> Flask:
+    app = Flask(__name__)
+    app.json = StrictJSON(app)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False
+    summaries = Summaries(history)
+    app.extensions["bbq_summaries"] = summaries
+    _add_api(app, summaries)
+    _add_pages(app, unhealthy_file)
+    _add_errors(app)
     return app
+
+
+def _open_files_for(connections: int) -> int:
+    """Raise the open-files limit to fit ``connections`` (plus some); the connections that
+    fit under the limit there is."""
+    import resource
+
+    want = connections + 64
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+            soft = new
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < want:
+        return max(10, soft - 64)
+    return connections
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,9 +364,33 @@ def main(argv: list[str] | None = None) -> int:
     from bbq import config
 
     conf = config.load(argv if argv is not None else sys.argv[1:], prog="bbq-rest")
-    app = create_app(history=conf.rest.history)
-    print(f"bbq-rest: serving on http://{conf.rest.host}:{conf.rest.port}/", flush=True)
-    waitress.serve(app, host=conf.rest.host, port=conf.rest.port, threads=8, _quiet=True)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    app = create_app(history=conf.rest.history, unhealthy_file=conf.rest.unhealthy_file)
+    limit = _open_files_for(conf.rest.connection_limit)
+    if limit < conf.rest.connection_limit:
+        print(
+            f"bbq-rest: [rest] connection_limit {conf.rest.connection_limit} lowered to "
+            f"{limit}: the open-files limit allows no more",
+            file=sys.stderr,
+        )
+    print(
+        f"bbq-rest {version()}: serving on http://{conf.rest.host}:{conf.rest.port}/",
+        flush=True,
+    )
+    waitress.serve(
+        app,
+        host=conf.rest.host,
+        port=conf.rest.port,
+        threads=conf.rest.threads,
+        connection_limit=limit,
+        channel_timeout=conf.rest.channel_timeout,
+        cleanup_interval=max(1, min(30, conf.rest.channel_timeout // 2)),
+        max_request_body_size=2 * MAX_BODY_BYTES,  # beyond MAX_BODY_BYTES Flask says 413
+        max_request_header_size=65536,
+        asyncore_use_poll=True,  # select() cannot watch descriptors above 1023
+        ident="bbq-rest",
+        _quiet=True,
+    )
     return 0
 
 

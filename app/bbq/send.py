@@ -2,8 +2,11 @@
 
 Messages are lines of text, normally one JSON object each (see ``bbq.records``); they are
 sent as they are, so a bad line reaches the job's dead-letter collection instead of being
-dropped on the way. Posts to Zaqar are batched by request body size
-(``[zaqar] post_max_bytes``), not by count.
+dropped on the way. Only a line that is not UTF-8 (it cannot travel in a JSON body) is not
+sent: it is reported with its line number, the lines around it are sent, and the exit
+status is 1. Posts to Zaqar are batched by request body size (``[zaqar] post_max_bytes``),
+not by count. Every request times out (``[zaqar] timeout``) and one that fails for Zaqar's
+reasons is retried (``[zaqar] retries``); then bbq-send stops with one line naming the URL.
 
 Examples::
 
@@ -26,8 +29,10 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 
+import requests
 from oslo_config import cfg
 from zaqarclient.errors import ZaqarError
+from zaqarclient.transport import errors as zaqar_errors
 
 from bbq import config
 
@@ -56,11 +61,23 @@ def generate(count: int, services: list[str], prefix: str | None = None) -> Iter
         )
 
 
-def read_lines(stream) -> Iterator[str]:
-    for line in stream:
-        line = line.rstrip("\r\n")
+def read_lines(stream, name: str = "stdin", errors: list[str] | None = None, out=sys.stderr):
+    """The non-blank lines of a binary ``stream`` as ``(where, text)``; a line that is not
+    UTF-8 is reported (``NAME line N: ...``), added to ``errors`` and skipped."""
+    for number, raw in enumerate(stream, 1):
+        try:
+            line = raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as exc:
+            error = (
+                f"{name} line {number}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column "
+                f"{exc.start + 1}): not sent"
+            )
+            print(f"bbq-send: {error}", file=out, flush=True)
+            if errors is not None:
+                errors.append(error)
+            continue
         if line.strip():
-            yield line
+            yield f"{name} line {number}", line
 
 
 def batches_by_size(
@@ -74,12 +91,13 @@ def batches_by_size(
     batch: list[dict] = []
     size = POST_OVERHEAD
     errors: list[str] = []
-    for n, text in enumerate(messages, 1):
+    for n, message in enumerate(messages, 1):
+        where, text = message if isinstance(message, tuple) else (f"message {n}", message)
         item = {"body": text, "ttl": ttl}
         item_size = len(json.dumps(item).encode()) + 2  # ", " separator
         if item_size + POST_OVERHEAD > max_bytes:
             errors.append(
-                f"message {n}: {item_size} bytes encoded, more than a post may carry "
+                f"{where}: {item_size} bytes encoded, more than a post may carry "
                 f"({max_bytes} bytes): not sent"
             )
             continue
@@ -92,15 +110,58 @@ def batches_by_size(
         yield batch, errors
 
 
+# Zaqar's own failures, worth another try; anything else (401, 403, 400) is final.
+RETRYABLE = (
+    requests.ConnectionError,
+    requests.Timeout,
+    zaqar_errors.ServiceUnavailableError,
+    zaqar_errors.InternalServerError,
+    ValueError,  # an answer that is not JSON (a proxy's error page, 502/504)
+)
+
+
+class ZaqarUnavailable(SendError):
+    pass
+
+
+def retrying(call, what: str, retries: int = 2, delay: float = 0.5, out=sys.stderr):
+    """``call()``, tried ``retries`` more times (doubling ``delay``) on Zaqar's failures."""
+    for attempt in range(retries + 1):
+        try:
+            return call()
+        except RETRYABLE as exc:
+            if attempt == retries:
+                raise ZaqarUnavailable(f"{what}: {describe(exc)}") from None
+            print(
+                f"bbq-send: {what}: {describe(exc)}; retrying in {delay:g}s", file=out, flush=True
+            )
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+def describe(exc: Exception) -> str:
+    """One line for a failed request."""
+    if isinstance(exc, requests.Timeout):
+        return "no answer within the timeout"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection failed"
+    if isinstance(exc, ValueError):
+        return "answer is not JSON"
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+
+
 def post_to_zaqar(
     queue,
-    messages: Iterable[str],
+    messages: Iterable,
     max_bytes: int,
     ttl: int,
     max_count: int = 1000,
     out=sys.stderr,
+    retries: int = 0,
+    what: str = "Zaqar",
 ):
-    """Post all messages; returns (sent, errors)."""
+    """Post all messages (str or ``(where, str)``); returns (sent, errors)."""
     sent = 0
     errors: list[str] = []
     for batch, errs in batches_by_size(messages, max_bytes, ttl, max_count):
@@ -108,7 +169,7 @@ def post_to_zaqar(
         for e in errs:
             print(f"bbq-send: {e}", file=out)
         if batch:
-            queue.post(batch)
+            retrying(lambda b=batch: queue.post(b), what, retries, out=out)
             sent += len(batch)
     return sent, errors
 
@@ -128,7 +189,8 @@ def serve_socket(
         with conn:
             sent = 0
             chunk: list[bytes] = []
-            for text in messages:
+            for message in messages:
+                text = message[1] if isinstance(message, tuple) else message
                 if "\n" in text:
                     raise SendError(f"message {sent + 1} contains a newline")
                 chunk.append(text.encode() + b"\n")
@@ -146,11 +208,13 @@ def _queue(conf):
     from bbq.zaqar import zaqar_client
 
     session = config.keystone_session(conf)
-    client = zaqar_client(conf.zaqar.url, conf.zaqar.project_id, session=session)
+    client = zaqar_client(
+        conf.zaqar.url, conf.zaqar.project_id, session=session, timeout=conf.zaqar.timeout
+    )
     return client.queue(conf.zaqar.queue)
 
 
-def _messages(conf) -> Iterator[str]:
+def _messages(conf, errors: list[str]) -> Iterator:
     args = conf.command
     if args.generate is not None:
         services = [s.strip() for s in args.services.split(",") if s.strip()]
@@ -158,17 +222,18 @@ def _messages(conf) -> Iterator[str]:
             raise SendError("--services must name at least one service")
         return generate(args.generate, services, args.id_prefix)
     if args.file in (None, "-"):
-        return read_lines(sys.stdin)
+        return read_lines(sys.stdin.buffer, "stdin", errors)
     try:
-        stream = open(args.file, encoding="utf-8")  # closed at exit
+        stream = open(args.file, "rb")  # closed at exit
     except OSError as exc:
         raise SendError(f"cannot read {args.file}: {exc.strerror}") from None
-    return read_lines(stream)
+    return read_lines(stream, args.file, errors)
 
 
 def cmd_post(conf) -> int:
     args = conf.command
-    messages = _messages(conf)
+    errors: list[str] = []  # lines not sent (not UTF-8, too large)
+    messages = _messages(conf, errors)
     if args.limit:
         messages = itertools.islice(messages, args.limit)
     started = time.monotonic()
@@ -180,15 +245,17 @@ def cmd_post(conf) -> int:
             args.accept_timeout,
             args.linger,
         )
-        errors: list[str] = []
     else:
-        sent, errors = post_to_zaqar(
+        sent, too_large = post_to_zaqar(
             _queue(conf),
             messages,
             conf.zaqar.post_max_bytes,
             conf.zaqar.message_ttl,
             conf.zaqar.post_max_messages,
+            retries=conf.zaqar.retries,
+            what=f"Zaqar at {conf.zaqar.url}",
         )
+        errors += too_large
     took = time.monotonic() - started
     print(f"bbq-send: sent {sent} messages in {took:.2f}s", file=sys.stderr)
     return 1 if errors else 0
@@ -197,13 +264,17 @@ def cmd_post(conf) -> int:
 def cmd_take(conf) -> int:
     args = conf.command
     queue = _queue(conf)
-    if args.name == "pop":
+    if args.name == "pop":  # not retried: a pop that timed out may have taken messages
         messages = list(queue.pop(count=args.count))
         for m in messages:
             print(json.dumps({"id": m.id, "body": m.body}))
     else:
-        claim = queue.claim(
-            ttl=conf.zaqar.claim_ttl, grace=conf.zaqar.claim_grace, limit=args.count
+        claim = retrying(
+            lambda: queue.claim(
+                ttl=conf.zaqar.claim_ttl, grace=conf.zaqar.claim_grace, limit=args.count
+            ),
+            f"Zaqar at {conf.zaqar.url}",
+            conf.zaqar.retries,
         )
         for m in claim:
             print(json.dumps({"id": m.id, "claim_id": claim.id, "body": m.body}))
@@ -248,8 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     except SendError as exc:
         print(f"bbq-send: {exc}", file=sys.stderr)
         return 2
-    except (OSError, ZaqarError) as exc:
-        print(f"bbq-send: {conf.zaqar.url}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except (*RETRYABLE, ZaqarError) as exc:
+        print(f"bbq-send: Zaqar at {conf.zaqar.url}: {describe(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"bbq-send: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
 
 

@@ -42,6 +42,22 @@ LOG = logging.getLogger(__name__)
 SCHEMA = "value string, timestamp timestamp, msgid string"
 
 
+def message_text(body) -> str:
+    """A Zaqar message body as the text the job parses, whatever it holds: a string as it
+    is (lone surrogates escaped: Spark's rows are UTF-8), anything else as JSON, or a
+    placeholder the job dead-letters."""
+    if not isinstance(body, str):
+        try:
+            body = json.dumps(body, allow_nan=False)
+        except (ValueError, TypeError, RecursionError) as exc:
+            return f"<message body of type {type(body).__name__} not representable: {exc}>"[:500]
+    try:
+        body.encode("utf-8")
+    except UnicodeEncodeError:
+        body = body.encode("utf-8", "backslashreplace").decode("utf-8")
+    return body
+
+
 class ZaqarStreamReader(SimpleDataSourceStreamReader):
     """Claim on read (the next batch prefetched meanwhile), delete on commit.
     Offsets are batch numbers: {"batch": n}."""
@@ -60,6 +76,7 @@ class ZaqarStreamReader(SimpleDataSourceStreamReader):
         self.delete_chunk = int(options.get("delete_ids_per_request", 50))
         self.claims_file = options.get("claims_file") or ""
         self.prefetch = options.get("prefetch", "true").lower() not in ("false", "0", "no")
+        self.timeout = float(options.get("timeout", 30))
         self._claim_errors = 0
         self._queue = None
         self._delete_queue = None
@@ -105,7 +122,7 @@ class ZaqarStreamReader(SimpleDataSourceStreamReader):
     @property
     def queue(self):
         if self._queue is None:
-            client = zaqar_client(self.url, self.project_id, self.auth)
+            client = zaqar_client(self.url, self.project_id, self.auth, timeout=self.timeout)
             self._queue = client.queue(self.queue_name)
         return self._queue
 
@@ -117,9 +134,10 @@ class ZaqarStreamReader(SimpleDataSourceStreamReader):
             try:
                 claim = self.queue.claim(ttl=self.claim_ttl, grace=self.claim_grace, limit=limit)
                 messages = list(claim)
-            except (ZaqarError, OSError) as exc:
-                # Zaqar busy or away for a moment: go with what was claimed so far and
-                # try again at the next trigger, rather than failing the query.
+            except (ZaqarError, OSError, ValueError) as exc:
+                # Zaqar busy, away or answering garbage (a proxy's error page) for a moment:
+                # go with what was claimed so far and try again at the next trigger, rather
+                # than failing the query. (Requests time out: [zaqar] timeout.)
                 LOG.warning("claiming from %s failed: %s", self.queue_name, exc)
                 self._claim_errors += 1
                 break
@@ -128,8 +146,7 @@ class ZaqarStreamReader(SimpleDataSourceStreamReader):
             now = dt.datetime.now(dt.UTC)
             ids = []
             for m in messages:
-                body = m.body if isinstance(m.body, str) else json.dumps(m.body)
-                rows.append((body, now, m.id))
+                rows.append((message_text(m.body), now, str(m.id)))
                 ids.append(m.id)
             claims.append((claim.id, ids))
             if len(messages) < limit:
@@ -138,7 +155,7 @@ class ZaqarStreamReader(SimpleDataSourceStreamReader):
 
     def _delete(self, ids: list[str]) -> None:
         if self._delete_queue is None:  # the deleter thread's own client
-            client = zaqar_client(self.url, self.project_id, self.auth)
+            client = zaqar_client(self.url, self.project_id, self.auth, timeout=self.timeout)
             self._delete_queue = client.queue(self.queue_name)
         for start in range(0, len(ids), self.delete_chunk):
             self._delete_queue.delete_messages(*ids[start : start + self.delete_chunk])
@@ -280,7 +297,8 @@ class ZaqarStreamReader(SimpleDataSourceStreamReader):
 class ZaqarDataSource(DataSource):
     """``spark.readStream.format("zaqar")``; options: url, queue, project_id, auth (JSON),
     claim_ttl, claim_grace, claim_limit, delete_ids_per_request, max_batch_messages,
-    claims_file, prefetch (true: claim the next batch while Spark processes this one)."""
+    claims_file, timeout (seconds per request), prefetch (true: claim the next batch while
+    Spark processes this one)."""
 
     @classmethod
     def name(cls) -> str:
@@ -323,6 +341,7 @@ def zaqar_options(conf, claims_file: str = "") -> dict[str, str]:
         "claim_limit": str(conf.zaqar.claim_limit),
         "delete_ids_per_request": str(conf.zaqar.delete_ids_per_request),
         "max_batch_messages": str(conf.stream.max_batch_messages),
+        "timeout": str(conf.zaqar.timeout),
         "claims_file": claims_file,
     }
 

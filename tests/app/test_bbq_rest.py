@@ -94,7 +94,8 @@ def test_not_json_and_wrong_routes(rest_server):
         headers={"Content-Type": "application/json"},
         timeout=10,
     )
-    assert reply.status_code == 400 and reply.json() == {"error": "body is not valid JSON"}
+    assert reply.status_code == 400
+    assert reply.json()["error"].startswith("body is not valid JSON: Expecting property name")
     reply = requests.post(f"{rest_server.url}/api/v1/batches", data="x=1", timeout=10)
     assert reply.status_code == 415
     reply = requests.post(
