@@ -34,6 +34,7 @@ from typing import Any
 
 from bake.errors import InputError
 from bake.hashing import file_digests, sha256_file
+from bake.validation import ValidationError, problems_from_schema, read_text
 
 MANIFEST = "manifest.json"
 CHECKSUMS = "SHA256SUMS"
@@ -92,15 +93,7 @@ class Artifact:
         path = Path(path)
         if not path.is_dir():
             raise ArtifactError(f"{path}: no such artifact directory")
-        try:
-            manifest = json.loads((path / MANIFEST).read_text())
-        except FileNotFoundError:
-            raise ArtifactError(f"{path}: not a complete artifact ({MANIFEST} missing)") from None
-        except json.JSONDecodeError as exc:
-            raise ArtifactError(f"{path / MANIFEST}: invalid JSON: {exc}") from None
-        for key in ("name", "version", "fingerprint", "spec", "files"):
-            if key not in manifest:
-                raise ArtifactError(f"{path / MANIFEST}: missing key {key!r}")
+        manifest = _read_manifest(path)
         artifact = cls(path, manifest)
         for name, info in artifact.files.items():
             file = path / name
@@ -141,6 +134,55 @@ class Artifact:
             if name.endswith(".tar"):
                 return self.path / name
         raise ArtifactError(f"{self.path}: no .tar output (add `tar` to the spec's types)")
+
+
+# What Artifact.load needs of a manifest; anything else in it is only shown.
+MANIFEST_SCHEMA = {
+    "type": "object",
+    "required": ["name", "version", "fingerprint", "spec", "files"],
+    "properties": {
+        "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]*$"},
+        "version": {"type": "string"},
+        "fingerprint": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "spec": {"type": "object"},
+        "files": {
+            "type": "object",
+            "propertyNames": {"pattern": "^[^/\\x00]+$", "not": {"enum": [".", ".."]}},
+            "additionalProperties": {
+                "type": "object",
+                "required": ["size"],
+                "properties": {"size": {"type": "integer", "minimum": 0}},
+            },
+        },
+        "built_at": {"type": "string"},
+        "status": {"type": "string"},
+        "total_size": {"type": "integer", "minimum": 0},
+    },
+}
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """The artifact's manifest, checked against MANIFEST_SCHEMA; ArtifactError (one line,
+    naming the file and the first problem) for a missing, unreadable or malformed one."""
+    file = path / MANIFEST
+    if not file.exists() and not file.is_symlink():
+        raise ArtifactError(f"{path}: not a complete artifact ({MANIFEST} missing)")
+    try:
+        text = read_text(file, str(file), MAX_MANIFEST_BYTES)
+        manifest = json.loads(text, parse_constant=_no_constant)
+    except ValidationError as exc:
+        raise ArtifactError(exc.lines()[0]) from None
+    except (ValueError, RecursionError) as exc:
+        raise ArtifactError(f"{file}: invalid JSON: {str(exc)[:200]}") from None
+    problems = problems_from_schema(manifest, MANIFEST_SCHEMA, str(file))
+    if problems:
+        raise ArtifactError(f"{problems[0]}")
+    return manifest
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def parse_checksums(text: str) -> dict[str, str]:

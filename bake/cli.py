@@ -1,7 +1,8 @@
 """The ``bake`` command line: thin wrappers that parse arguments and call the step modules.
 
 Exit codes: 0 success (or nothing to do), 1 a build or operation failed, 2 bad input
-(spec, arguments, artifact), 130/143 interrupted by SIGINT/SIGTERM.
+(spec, arguments, artifact), 130/143 interrupted by SIGINT/SIGTERM, 141 the reader of
+stdout went away (SIGPIPE: ``bake list | head``), quietly.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 def _smoke_then_publish(args: argparse.Namespace, artifact) -> int:
     """``build --publish``: smoke test an artifact that has not passed one (unless --no-test
     or the spec has no checks), then publish it; a failed smoke test publishes nothing."""
-    from bake import publish_cli
+    from bake.cloud import commands as cloud_commands
 
     if artifact.manifest.get("status") != "good":
         if args.no_test or not artifact.spec.get("smoke"):
@@ -136,7 +137,7 @@ def _smoke_then_publish(args: argparse.Namespace, artifact) -> int:
             code = cmd_test(argparse.Namespace(**{**vars(args), "target": str(artifact.path)}))
             if code != 0:
                 return code
-    return publish_cli.run_publish(args, artifact)
+    return cloud_commands.run_publish(args, artifact)
 
 
 def _artifact_for(args: argparse.Namespace, target: str):
@@ -159,21 +160,21 @@ def _artifact_for(args: argparse.Namespace, target: str):
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from bake import publish_cli
+    from bake.cloud import commands as cloud_commands
 
-    return publish_cli.run_publish(args, _artifact_for(args, args.target))
+    return cloud_commands.run_publish(args, _artifact_for(args, args.target))
 
 
 def cmd_images(args: argparse.Namespace) -> int:
-    from bake import publish_cli
+    from bake.cloud import commands as cloud_commands
 
-    return publish_cli.run_images(args)
+    return cloud_commands.run_images(args)
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from bake import publish_cli
+    from bake.cloud import commands as cloud_commands
 
-    return publish_cli.run_prune(args)
+    return cloud_commands.run_prune(args)
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -248,7 +249,8 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bake import matrix, publish_cli
+    from bake import matrix
+    from bake.cloud import commands as cloud_commands
 
     parser = argparse.ArgumentParser(prog="bake", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -302,8 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     partition_options(p)
     p.add_argument("--publish", action="store_true", help="then publish to Glance (bake publish)")
-    publish_cli.add_publish_options(p)
-    publish_cli.add_cloud_options(p)
+    cloud_commands.add_publish_options(p)
+    cloud_commands.add_cloud_options(p)
 
     p = command("test", cmd_test, "boot a built image as an instance and run its smoke checks")
     p.add_argument("target", metavar="SPEC|ARTIFACT", help="a spec file or an artifact directory")
@@ -334,20 +336,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", metavar="ARTIFACT|SPEC", help="artifact directory or spec file")
     output_option(p)
     partition_options(p)
-    publish_cli.add_publish_options(p)
-    publish_cli.add_cloud_options(p)
+    cloud_commands.add_publish_options(p)
+    cloud_commands.add_cloud_options(p)
 
     p = command("images", cmd_images, "list the images published to Glance, per spec")
     p.add_argument("--spec", metavar="NAME", help="only this spec's images")
     p.add_argument("--json", action="store_true")
-    publish_cli.add_cloud_options(p)
+    cloud_commands.add_cloud_options(p)
 
     p = command("prune", cmd_prune, "delete (or deactivate) older published images of a spec")
     p.add_argument("--spec", metavar="NAME", help="only this spec (default: every spec)")
     p.add_argument("--keep", type=int, required=True, metavar="N", help="newest images to keep")
     p.add_argument("--dry-run", action="store_true", help="only say what would be pruned")
     p.add_argument("--deactivate", action="store_true", help="deactivate instead of delete")
-    publish_cli.add_cloud_options(p)
+    cloud_commands.add_cloud_options(p)
     return parser
 
 
@@ -361,6 +363,12 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 128 + signal.SIGINT
+    except BrokenPipeError:
+        # The reader went away (`bake list | head`): end quietly, as the shell's own tools do
+        # when SIGPIPE ends them, and keep Python from complaining when it flushes stdout.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":
