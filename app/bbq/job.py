@@ -371,6 +371,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"bbq-stream: {exc}", file=sys.stderr)
         return 2
+    from bbq import deps
+
+    try:
+        deps.wait_for(deps.dependencies(conf), timeout=conf.stream.dependency_timeout)
+    except deps.DependencyTimeout as exc:
+        print(f"bbq-stream: {exc}", file=sys.stderr)
+        return 1
     spark = build_spark(conf)
     spark.sparkContext.setLogLevel("WARN")
     query, writer = start(spark, conf)
@@ -384,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def stop(signum, _frame):
         LOG.info("signal %d: stopping the query", signum)
+        writer.stop()
         threading.Thread(target=query.stop, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
