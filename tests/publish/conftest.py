@@ -16,8 +16,8 @@ _REPO = str(Path(__file__).resolve().parents[2])
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
-from bake import auth  # noqa: E402
 from bake.artifacts import Artifact, Store  # noqa: E402
+from bake.cloud import auth  # noqa: E402
 from tests.fixtures.fake_nova import FakeNova  # noqa: E402
 from tests.fixtures.openstack import CLOUD_NAME, OpenStack  # noqa: E402
 from tests.publish.helpers import make_qcow2  # noqa: E402

@@ -1,10 +1,10 @@
-"""bake.auth against the real Keystone: every credential source, and each way they go wrong."""
+"""bake.cloud.auth on the real Keystone: every credential source, and each way they go wrong."""
 
 from __future__ import annotations
 
 import pytest
 
-from bake import auth
+from bake.cloud import auth
 from tests.fixtures.openstack import ADMIN_PASSWORD, CLOUD_NAME, free_port
 
 

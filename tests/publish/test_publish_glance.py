@@ -1,4 +1,4 @@
-"""bake.publish against a real Keystone + Glance: upload, verify, dedupe, failure cleanup."""
+"""bake.cloud.publish against a real Keystone + Glance: upload, verify, dedupe, failure cleanup."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import time
 import pytest
 import yaml
 
-from bake import auth
-from bake import glance as g
-from bake import publish as pub
 from bake.artifacts import Artifact
+from bake.cloud import auth
+from bake.cloud import glance as g
+from bake.cloud import publish as pub
 from bake.hashing import sha256_file
 from tests.fixtures.openstack import CLOUD_NAME
 from tests.publish.helpers import CorruptingProxy, images_with, sha256_of_download
@@ -256,7 +256,7 @@ def test_glance_down_at_start_is_retried(make_artifact, cloud, glance_client, op
     restart = threading.Timer(2.0, openstack.start_glance)
     restart.start()
     try:
-        with caplog.at_level("WARNING", logger="bake.glance"):
+        with caplog.at_level("WARNING", logger="bake.cloud.glance"):
             result = pub.publish(artifact, cloud, retry=g.RetryPolicy(seconds=60))
     finally:
         restart.join()

@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from bake import glance as g
-from bake import prune as pr
-from bake import publish as pub
+from bake.cloud import glance as g
+from bake.cloud import prune as pr
+from bake.cloud import publish as pub
 
 
 def _publish_versions(make_artifact, cloud, name: str, versions: list[str]) -> list[str]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bake import publish as pub
 from bake.artifacts import CHECKSUMS, parse_checksums
+from bake.cloud import publish as pub
 from tests.publish.helpers import sha256_of_download
 
 pytestmark = pytest.mark.slow

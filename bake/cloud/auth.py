@@ -127,6 +127,22 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def describe_call(
+    exc: BaseException, service: str, unreachable: tuple[type[BaseException], ...] = ()
+) -> str:
+    """One line for a failed call to ``service`` (Glance, Nova): unreachable (keystoneauth1's
+    ConnectFailure, or one of the client library's ``unreachable`` exceptions), the HTTP status
+    and text, or the exception's type and text."""
+    code = getattr(exc, "code", None)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, (ksa_exc.ConnectFailure, *unreachable)):
+        return f"{service} unreachable (connection failed)"
+    if code:
+        name = type(exc).__name__
+        return f"HTTP {code} {name}: {text[:200]}" if text else f"HTTP {code} {name}"
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
 def from_clouds(
     cloud: str | None = None, region: str | None = None, interface: str | None = None
 ) -> Cloud:

@@ -6,7 +6,8 @@
 2. looks for an active image of this project with the same ``bake_fingerprint``: if there is
    one it is reported and nothing is sent; leftovers of this host's publishes that died
    (queued/saving images whose publisher process is gone) are deleted;
-3. creates the image record with :func:`bake.glance.image_properties` plus a publisher marker,
+3. creates the image record with :func:`bake.cloud.glance.image_properties` plus a publisher
+   marker,
    under an id derived from project and fingerprint (:func:`create_claimed`), so that of two
    concurrent publishes of one artifact only one can create it;
 4. streams the file in 1 MiB reads with a progress bar (bytes, rate, ETA), checking its
@@ -43,9 +44,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from bake import glance as g
 from bake.artifacts import CHECKSUMS, GLANCE_DIGESTS, MANIFEST, Artifact, parse_checksums
-from bake.auth import AuthError, Cloud
+from bake.cloud import glance as g
+from bake.cloud.auth import AuthError, Cloud
+from bake.cloud.glance import Image
 from bake.errors import OperationFailed
 
 CHUNK = 1024 * 1024
@@ -202,8 +204,8 @@ def _pid_alive(pid: int) -> bool:
 
 def _is_orphan(image: Any) -> bool:
     """An unfinished image whose publisher ran on this host and is no longer running."""
-    marker = image.get(g.PUBLISHER) if hasattr(image, "get") else None
-    if not marker or image.get("status") not in g.UNFINISHED:
+    marker = Image(image).publisher
+    if not marker or Image(image).status not in g.UNFINISHED:
         return False
     host, _, pid = str(marker).rpartition(":")
     return host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid))
@@ -212,7 +214,7 @@ def _is_orphan(image: Any) -> bool:
 def images_of(glance: g.Glance, fingerprint: str) -> list[Any]:
     """Every image (any status, any owner we can see) whose bake_fingerprint is ``fingerprint``:
     one listing, from which :func:`find_published` and :func:`remove_orphans` pick."""
-    return glance.list({g.FINGERPRINT: fingerprint})
+    return glance.list(Image.wire(fingerprint=fingerprint))
 
 
 def find_published(
@@ -221,15 +223,12 @@ def find_published(
     """The newest active image of our project whose bake_fingerprint is ``fingerprint``
     (among ``images``, default: :func:`images_of`)."""
     owner = glance.cloud.project_id()
-    found = [
-        image
-        for image in (images_of(glance, fingerprint) if images is None else images)
-        if image.get("status") == "active"
-        and image.get(g.FINGERPRINT) == fingerprint
-        and (not owner or image.get("owner") == owner)
-    ]
-    found.sort(key=lambda i: i.get("created_at", ""), reverse=True)
-    return found[0] if found else None
+    raws = images_of(glance, fingerprint) if images is None else images
+    for image in sorted(map(Image, raws), key=lambda image: image.created_at, reverse=True):
+        if image.status == "active" and image.fingerprint == fingerprint:
+            if not owner or image.owner == owner:
+                return image.raw
+    return None
 
 
 def remove_orphans(
@@ -239,9 +238,9 @@ def remove_orphans(
     (among ``images``, default: :func:`images_of`)."""
     removed = []
     for image in images_of(glance, fingerprint) if images is None else images:
-        if image.get(g.FINGERPRINT) == fingerprint and _is_orphan(image):
-            glance.delete(image["id"])
-            removed.append(image["id"])
+        if Image(image).fingerprint == fingerprint and _is_orphan(image):
+            glance.delete(Image(image).id)
+            removed.append(Image(image).id)
     return removed
 
 
@@ -263,20 +262,20 @@ def create_claimed(glance: g.Glance, fingerprint: str, properties: dict[str, Any
     for generation in range(MAX_GENERATIONS):
         image_id = image_id_for(project, fingerprint, generation)
         try:
-            return glance.create({**properties, "id": image_id})
+            return glance.create({**properties, **Image.wire(id=image_id)})
         except g.Conflict:
             pass
         try:
             image = glance.get(image_id)
         except g.GlanceError:
             continue  # deleted (hidden from us): its id stays taken
-        status = image.get("status")
-        if status == "active" and image.get(g.FINGERPRINT) == fingerprint:
+        claimed = Image(image)
+        if claimed.status == "active" and claimed.fingerprint == fingerprint:
             return image
-        if status in g.UNFINISHED:
+        if claimed.status in g.UNFINISHED:
             raise PublishError(
                 f"image {image_id} of this artifact is being uploaded right now "
-                f"(by {image.get(g.PUBLISHER, 'another publish')}); not publishing it twice"
+                f"(by {claimed.publisher or 'another publish'}); not publishing it twice"
             )
     raise PublishError(
         f"{MAX_GENERATIONS} images of fingerprint {fingerprint[:12]} were deleted already; "
@@ -303,23 +302,25 @@ def verify_upload(image: Any, expected: Digests, sent: int, size: int) -> None:
     """Raise PublishError unless Glance's size, checksum and os_hash_value match ``expected``
     and the ``sent`` bytes were the whole ``size``."""
     problems = []
-    if image.get("size") != size or sent != size:
-        problems.append(f"size {image.get('size')} (sent {sent} of {size})")
-    if image.get("checksum") != expected.md5:
-        problems.append(f"checksum {image.get('checksum')} != md5 {expected.md5}")
-    algo = image.get("os_hash_algo")
-    if algo == "sha512":
-        if image.get("os_hash_value") != expected.sha512:
+    got = Image(image)
+    if got.size != size or sent != size:
+        problems.append(f"size {got.size} (sent {sent} of {size})")
+    if got.checksum != expected.md5:
+        problems.append(f"checksum {got.checksum} != md5 {expected.md5}")
+    if got.hash_algo == "sha512":
+        if got.hash_value != expected.sha512:
             problems.append(f"os_hash_value differs from the sha512 {expected.source}")
-    elif algo is not None:  # an operator's choice (glance hashing_algorithm): md5 still checks
+    elif got.hash_algo is not None:  # an operator's choice (glance hashing_algorithm)
         LOG.warning(
-            "image %s: Glance hashes with %s, not sha512: only md5 compared", image["id"], algo
+            "image %s: Glance hashes with %s, not sha512: only md5 compared",
+            got.id,
+            got.hash_algo,
         )
-    if image.get("status") != "active":
-        problems.append(f"status {image.get('status')!r}, expected 'active'")
+    if got.status != "active":
+        problems.append(f"status {got.status!r}, expected 'active'")
     if problems:
         raise PublishError(
-            f"image {image['id']}: Glance disagrees: "
+            f"image {got.id}: Glance disagrees: "
             + "; ".join(problems)
             + f" (expected: {expected.source})"
         )
@@ -365,35 +366,36 @@ def publish(
         images = images_of(glance, artifact.fingerprint)
         existing = find_published(glance, artifact.fingerprint, images)
         if existing is not None:
-            return PublishResult(existing["id"], existing["name"], uploaded=False)
+            return PublishResult(Image(existing).id, Image(existing).name, uploaded=False)
         removed = tuple(remove_orphans(glance, artifact.fingerprint, images))
         size = path.stat().st_size
-        marked = {**properties, g.PUBLISHER: _publisher()}
+        marked = {**properties, **Image.wire(publisher=_publisher())}
         image = create_claimed(glance, artifact.fingerprint, marked)
     except g.GlanceError as exc:
         raise PublishError(str(exc)) from None
-    if image.get("status") == "active":  # another publish finished it meanwhile
-        return PublishResult(image["id"], image["name"], uploaded=False)
+    claimed = Image(image)
+    if claimed.status == "active":  # another publish finished it meanwhile
+        return PublishResult(claimed.id, claimed.name, uploaded=False)
     try:
         return _upload(
             glance,
-            image,
+            claimed.id,
             path,
             size,
             expect_sha256,
             recorded_digests(artifact, path),
-            properties["name"],
+            Image(properties).name,
             progress,
             on_read,
             removed,
         )
     except BaseException as exc:
-        raise _cleanup(glance, image["id"], exc) from None
+        raise _cleanup(glance, claimed.id, exc) from None
 
 
 def _upload(
     glance: g.Glance,
-    image: Any,
+    image_id: str,
     path: Path,
     size: int,
     expect_sha256: str,
@@ -420,16 +422,16 @@ def _upload(
             glance_digests=recorded is None,
         )
         try:
-            glance.upload(image["id"], reader, size)
+            glance.upload(image_id, reader, size)
         finally:
             reader.close()
     seconds = time.monotonic() - started
     expected = recorded or reader.digests()
-    uploaded = glance.get(image["id"])
+    uploaded = glance.get(image_id)
     verify_upload(uploaded, expected, reader.bytes, size)
-    glance.update(image["id"], remove=[g.PUBLISHER])
+    glance.update(image_id, remove=[g.PUBLISHER])
     return PublishResult(
-        image["id"],
+        image_id,
         name,
         uploaded=True,
         bytes_sent=reader.bytes,

@@ -1,8 +1,9 @@
 """Command-line glue for ``bake publish``, ``bake images``, ``bake prune`` and
 ``bake build --publish``: options, output and the mapping of errors to one line + exit code.
 
-The work itself is in :mod:`bake.auth`, :mod:`bake.publish`, :mod:`bake.glance` and
-:mod:`bake.prune`; :mod:`bake.cli` only registers these functions.
+The work itself is in :mod:`bake.cloud.auth`, :mod:`bake.cloud.publish`,
+:mod:`bake.cloud.glance` and :mod:`bake.cloud.prune`; :mod:`bake.cli` only registers these
+functions.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import signal
 import sys
 from typing import Any
 
-from bake import auth, ui
-from bake import glance as g
-from bake import prune as pr
-from bake import publish as pub
+from bake import ui
 from bake.artifacts import Artifact
+from bake.cloud import auth
+from bake.cloud import glance as g
+from bake.cloud import prune as pr
+from bake.cloud import publish as pub
 from bake.errors import InputError, OperationFailed
 
 

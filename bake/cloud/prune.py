@@ -21,7 +21,9 @@ import dataclasses
 import datetime
 from typing import Any
 
-from bake import glance as g
+from bake.cloud import glance as g
+from bake.cloud.glance import Image
+from bake.cloud.nova import NovaError, servers_using
 from bake.errors import EXIT_BAD_INPUT, OperationFailed
 
 STATUSES = ("active", "deactivated")
@@ -33,7 +35,7 @@ class PruneError(OperationFailed):
 
 @dataclasses.dataclass(frozen=True)
 class ImageRow:
-    """One published image as ``bake images`` shows it."""
+    """One published image as ``bake images`` shows it (read through :class:`Image`)."""
 
     id: str
     name: str
@@ -46,17 +48,18 @@ class ImageRow:
     protected: bool = False
 
     @classmethod
-    def from_image(cls, image: Any) -> ImageRow:
+    def from_image(cls, raw: Any) -> ImageRow:
+        image = Image(raw)
         return cls(
-            id=image["id"],
-            name=image.get("name") or "",
-            spec=image.get(g.SPEC, ""),
-            version=image.get(g.SPEC_VERSION, ""),
-            fingerprint=image.get(g.FINGERPRINT, ""),
-            size=image.get("size"),
-            status=image.get("status", ""),
-            created_at=image.get("created_at", ""),
-            protected=bool(image.get("protected")),
+            id=image.id,
+            name=image.name,
+            spec=image.spec,
+            version=image.spec_version,
+            fingerprint=image.fingerprint,
+            size=image.size,
+            status=image.status,
+            created_at=image.created_at,
+            protected=image.protected,
         )
 
     def age(self, now: datetime.datetime | None = None) -> str:
@@ -74,13 +77,8 @@ class ImageRow:
 
 def list_images(glance: g.Glance, spec: str | None = None) -> list[ImageRow]:
     """Our project's bake images (of one spec if given), newest first within each spec."""
-    filters: dict[str, Any] = {}
-    if spec:
-        filters[g.SPEC] = spec
-    owner = glance.cloud.project_id()
-    if owner:
-        filters["owner"] = owner
-    rows = [ImageRow.from_image(i) for i in glance.list(filters) if i.get(g.FINGERPRINT)]
+    filters = Image.wire(spec=spec or None, owner=glance.cloud.project_id() or None)
+    rows = [r for r in map(ImageRow.from_image, glance.list(filters)) if r.fingerprint]
     rows.sort(key=lambda r: r.created_at, reverse=True)
     rows.sort(key=lambda r: r.spec)
     return rows
@@ -97,41 +95,6 @@ class PruneResult:
     nova_checked: bool = False
     action: str = "delete"
     dry_run: bool = False
-
-
-def servers_using(cloud, image_ids: list[str]) -> dict[str, list[str]] | None:
-    """{image id: [server names]} from Nova, or None when the catalog has no compute service.
-
-    Asks with ``all_tenants`` first (admins see every project's servers) and falls back to
-    the caller's own project when Nova forbids it. Raises PruneError if Nova cannot be asked.
-    """
-    if not cloud.has_service("compute"):
-        return None
-    from novaclient import client as nova_client
-    from novaclient import exceptions as nova_exc
-
-    nova = nova_client.Client(
-        "2.1",
-        session=cloud.session,
-        region_name=cloud.region_name,
-        endpoint_type=cloud.interface or "public",
-        endpoint_override=cloud.endpoint_overrides.get("compute"),
-    )
-    result: dict[str, list[str]] = {}
-    for image_id in image_ids:
-        try:
-            try:
-                servers = nova.servers.list(search_opts={"image": image_id, "all_tenants": True})
-            except nova_exc.Forbidden:
-                servers = nova.servers.list(search_opts={"image": image_id})
-        except Exception as exc:
-            raise PruneError(
-                f"cannot ask Nova whether image {image_id} is in use ({g.describe(exc)}); "
-                "nothing pruned"
-            ) from None
-        if servers:
-            result[image_id] = [getattr(s, "name", s.id) for s in servers]
-    return result
 
 
 def prune(
@@ -154,7 +117,10 @@ def prune(
     candidates = rows[keep:]
     if deactivate:
         candidates = [r for r in candidates if r.status != "deactivated"]
-    in_use = servers_using(glance.cloud, [r.id for r in candidates]) if candidates else {}
+    try:
+        in_use = servers_using(glance.cloud, [r.id for r in candidates]) if candidates else {}
+    except NovaError as exc:
+        raise PruneError(f"{exc}; nothing pruned") from None
     result.nova_checked = in_use is not None
     result.in_use = in_use or {}
     for row in candidates:
