@@ -1,15 +1,17 @@
 """In-place updates of running bbq instances: ``fab -l`` lists the tasks.
 
-Thin: every task hands its options to :func:`bake.deploy.run_task`. Hosts come from
-``-H host1,host2`` (``[user@]host[:port]``) or from Nova (``--role``/``--image``, address on
-``--network``, credentials from ``--os-cloud``/``OS_*``). ``fabric.yaml`` selects
-``bake.deploy.RolloutExecutor`` so that each task sees all its hosts at once. Each option is
-declared once below (default and help) and shared by the tasks that take it.
+Thin: every task hands its options to :func:`bake.fleet.tasks.run_task`. Hosts come from
+``-H host1,host2`` (``[user@]host[:port]``) or from Nova (``--stack``/``--role``/``--image``,
+address on ``--network``, credentials from ``--os-cloud``/``OS_*``). ``fabric.yaml`` selects
+``bake.fleet.tasks.RolloutExecutor`` so that each task sees all its hosts at once. Each option
+is declared once below (default and help) and shared by the tasks that take it. A failure
+exits with its error's exit code (2: bad input, nothing touched; 1: a host or step failed).
 
 Example::
 
     fab -H 10.0.0.5,10.0.0.6 deploy --app app --batch 2 --max-fail 0
     fab deploy --role rest --network private --os-cloud mycloud
+    fab status --stack prod --role rest --network private
     fab -H 10.0.0.5 status
 """
 
@@ -19,11 +21,12 @@ from pathlib import Path
 from fabric import task
 from invoke.exceptions import Exit
 
-from bake import deploy as bake_deploy
+from bake.fleet import DeployError, tasks
 
 # name: (default, help). Every task takes the host options; deploy takes its own as well.
 HOST_OPTIONS = {
     "hosts": (None, "hosts, comma-separated [user@]host[:port] (also fab -H)"),
+    "stack": (None, "Nova: servers whose metadata bbq_stack is this (a Heat stack's name)"),
     "role": (None, "Nova: servers whose metadata bbq_role is this"),
     "image": (None, "Nova: servers running this image id"),
     "network": (None, "Nova: the network whose address to use"),
@@ -37,13 +40,13 @@ HOST_OPTIONS = {
 }
 DEPLOY_OPTIONS = {
     "app": (None, "the app source directory (default: app/ beside this fabfile)"),
-    "keep": (bake_deploy.DEFAULT_KEEP, "releases kept per host"),
+    "keep": (tasks.DEFAULT_KEEP, "releases kept per host"),
     "mode": (
         "clone",
         "clone (hard-linked copy of the current venv, changed wheels reinstalled) or fresh",
     ),
     "health_timeout": (
-        int(bake_deploy.HEALTH_TIMEOUT),
+        int(tasks.HEALTH_TIMEOUT),
         "seconds to wait for the units and the health endpoint",
     ),
 }
@@ -57,9 +60,9 @@ def _task(action, doc, options):
         if "app" in given:
             given["app"] = given["app"] or str(Path(__file__).parent / "app")
         try:
-            bake_deploy.run_task(action, **given)
-        except bake_deploy.DeployError as exc:
-            raise Exit(f"fab {action}: {exc}", code=1) from None
+            tasks.run_task(action, **given)
+        except DeployError as exc:
+            raise Exit(f"fab {action}: {exc}", code=exc.exit_code) from None
 
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
     params = [inspect.Parameter("c", kind)]

@@ -1,5 +1,6 @@
 """The host's side of builds and instances: processes, mounts and loop devices left under a
-directory (and releasing them), process groups, free loopback ports, SSH keys.
+directory (and releasing them), process groups, free loopback ports, SSH keys and the one
+host-key policy of every SSH connection bake and fab make.
 
 Example::
 
@@ -17,7 +18,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -148,3 +151,41 @@ def stop_process(process: subprocess.Popen, grace: float = 30) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+class HostKeyPolicy:
+    """Paramiko's missing-host-key policy for every SSH connection of bake and fab.
+
+    A host key that ``known_hosts`` lacks is refused with the exception ``refuse(hostname)``,
+    unless ``accept_new``: then it is trusted and appended to ``known_hosts`` (freshly booted
+    instances). A *changed* key never reaches a policy: paramiko refuses it itself
+    (``BadHostKeyException``).
+
+    Example::
+
+        policy = HostKeyPolicy(known, lambda host: OperationFailed(f"{host}: unknown key"))
+        policy.apply(connection.client)
+    """
+
+    _lock = threading.Lock()  # one writer of known_hosts files at a time, across connections
+
+    def __init__(
+        self, known_hosts: Path, refuse: Callable[[str], Exception], accept_new: bool = False
+    ):
+        self.known_hosts = Path(known_hosts).expanduser()
+        self.refuse = refuse
+        self.accept_new = accept_new
+
+    def apply(self, client) -> None:
+        """Load ``known_hosts`` (when it exists) into a paramiko ``client`` and use this policy."""
+        if self.known_hosts.exists():
+            client.load_host_keys(str(self.known_hosts))
+        client.set_missing_host_key_policy(self)
+
+    def missing_host_key(self, client, hostname, key) -> None:
+        if not self.accept_new:
+            raise self.refuse(hostname)
+        with self._lock:
+            self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.known_hosts, "a") as known:
+                known.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")

@@ -86,8 +86,7 @@ class Instance:
             connect_kwargs=self.connect_kwargs(),
             connect_timeout=10,
         )
-        connection.client.load_host_keys(str(self.known_hosts))
-        connection.client.set_missing_host_key_policy(_RejectPolicy())
+        hostsys.HostKeyPolicy(self.known_hosts, _unknown_host_key).apply(connection.client)
         return connection
 
     def run(self, command: str, timeout: float = 60, user: str = "root"):
@@ -96,11 +95,8 @@ class Instance:
             return connection.run(command, timeout=timeout)
 
 
-class _RejectPolicy:
-    """Paramiko missing-host-key policy: an unknown host key is an error."""
-
-    def missing_host_key(self, client, hostname, key):
-        raise InstanceError(f"unknown SSH host key for {hostname}: refusing to connect")
+def _unknown_host_key(hostname: str) -> InstanceError:
+    return InstanceError(f"unknown SSH host key for {hostname}: refusing to connect")
 
 
 def unpacked_rootfs(tar_path: Path, target: Path) -> Path:

@@ -1,4 +1,4 @@
-"""Benchmark ``fab deploy`` (bake.deploy) on real instances of the bbq-rest image, in one run.
+"""Benchmark ``fab deploy`` (bake.fleet) on real instances of the bbq-rest image, in one run.
 
 Boots 4 instances (systemd-nspawn, real sshd and systemd) and measures:
   1. a one-line app change deployed to 1 instance vs another one-line change to 4 instances
@@ -34,7 +34,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bake import deploy  # noqa: E402
+from bake.fleet.host import deploy_host  # noqa: E402
+from bake.fleet.results import DEPLOYED  # noqa: E402
+from bake.fleet.rollout import rollout, table  # noqa: E402
+from bake.fleet.shipment import Build, build_wheelhouse  # noqa: E402
+from bake.fleet.ssh import SshOptions, connect  # noqa: E402
+from bake.fleet.targets import Target  # noqa: E402
 from bake.hostsys import free_port  # noqa: E402
 from bake.instances import unpacked_rootfs  # noqa: E402
 from tests.deploy.fleet import Fleet, app_variant  # noqa: E402
@@ -61,20 +66,20 @@ def rest_rootfs(work: Path, store: Path) -> Path:
     return unpacked_rootfs(tar, work / "rootfs")
 
 
-def timed_deploy(fleet: Fleet, indexes: list[int], build: deploy.Build, keep: int = KEEP):
-    ssh = deploy.SshOptions(fleet.known_hosts, tuple(i.key_file for i in fleet.instances), False)
-    targets = [deploy.Target(fleet.instances[i].host, fleet.instances[i].port) for i in indexes]
+def timed_deploy(fleet: Fleet, indexes: list[int], build: Build, keep: int = KEEP):
+    ssh = SshOptions(fleet.known_hosts, tuple(i.key_file for i in fleet.instances), False)
+    targets = [Target(fleet.instances[i].host, fleet.instances[i].port) for i in indexes]
 
     def act(target):
-        with deploy.connect(target, ssh) as c:
-            return deploy.deploy_host(c, build, keep=keep, label=target.label)
+        with connect(target, ssh) as c:
+            return deploy_host(c, build, keep=keep, label=target.label)
 
     start, cpu = time.perf_counter(), time.process_time()
-    results = deploy.rollout(targets, act, batch=len(targets))
+    results = rollout(targets, act, batch=len(targets))
     wall = time.perf_counter() - start
     print(f"deployer CPU {time.process_time() - cpu:.1f} s for {len(targets)} host(s)", flush=True)
-    print(deploy.table(results), flush=True)
-    bad = [r for r in results if r.result != deploy.DEPLOYED]
+    print(table(results), flush=True)
+    bad = [r for r in results if r.result != DEPLOYED]
     if bad:
         sys.exit(f"bench: deploy failed: {bad}")
     return wall, results
@@ -176,7 +181,7 @@ def main() -> None:
         rootfs = args.rootfs or rest_rootfs(work, work / "store")
         binds, files, pip_env = pip_handover()
         warm = [app_variant(work / f"app-w{i}", "0.1.0", f"bench-warm-up-{i}") for i in (1, 2)]
-        warm_builds = [deploy.build_wheelhouse(app) for app in warm]
+        warm_builds = [build_wheelhouse(app) for app in warm]
         # The local side, once per deploy whatever the number of hosts: the wheelhouse of a
         # one-line change (pip wheel of the app, dependencies from pip's cache) and its hashes.
         pairs = []
@@ -184,7 +189,7 @@ def main() -> None:
         for r in range(args.rounds):
             apps = [app_variant(work / f"app-{r}-{n}", "0.1.0", f"bench-{r}-{n}") for n in (1, 4)]
             start = time.perf_counter()
-            builds = [deploy.build_wheelhouse(app) for app in apps]
+            builds = [build_wheelhouse(app) for app in apps]
             local.append((time.perf_counter() - start) / 2)
             pairs.append(builds)
         with contextlib.ExitStack() as stack:

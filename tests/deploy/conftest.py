@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bake.deploy import build_wheelhouse
+from bake.fleet.shipment import build_wheelhouse
 from bake.instances import unpacked_rootfs
 from tests.deploy.fleet import Fleet, app_variant
 

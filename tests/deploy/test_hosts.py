@@ -12,9 +12,12 @@ import pytest
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from bake.deploy import LOCK, SWITCHING, build_wheelhouse
+from bake.fleet.layout import DEFAULT as LAYOUT
+from bake.fleet.shipment import build_wheelhouse
 from tests.deploy.fleet import FAB, REPO
 from tests.deploy.test_deploy import rows
+
+LOCK, SWITCHING = LAYOUT.lock, LAYOUT.switching
 
 pytestmark = pytest.mark.slow
 

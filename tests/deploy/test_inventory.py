@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from bake import auth
-from bake.deploy import DeployError, Target
-from bake.inventory import from_nova, parse_hosts
+from bake.cloud import auth
+from bake.fleet import DeployError
+from bake.fleet.inventory import from_nova
+from bake.fleet.targets import Target, parse_hosts
 from tests.fixtures.openstack import ADMIN_PASSWORD, CLOUD_NAME
 
 

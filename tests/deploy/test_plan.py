@@ -1,4 +1,4 @@
-"""What a deploy sends and installs on one host (bake.deploy.plan), from the host's state
+"""What a deploy sends and installs on one host (bake.fleet.shipment.plan), from the host's state
 alone: no host needed here; the same against real instances is in test_deploy.py."""
 
 from __future__ import annotations
@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bake.deploy import Build, DeployError, HostState, _host_extras, plan
+from bake.fleet import DeployError
+from bake.fleet.hoststate import HostState
+from bake.fleet.hoststate import host_extras as _host_extras
+from bake.fleet.shipment import Build, plan
 from bake.wheelhouse import Wheelhouse
 
 WHEELS = (

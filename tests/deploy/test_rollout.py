@@ -9,17 +9,10 @@ import time
 
 import pytest
 
-from bake.deploy import (
-    DEPLOYED,
-    FAILED,
-    ROLLED_BACK,
-    SKIPPED,
-    DeployError,
-    HostResult,
-    Target,
-    rollout,
-    table,
-)
+from bake.fleet import DeployError
+from bake.fleet.results import DEPLOYED, FAILED, ROLLED_BACK, SKIPPED, HostResult
+from bake.fleet.rollout import rollout, table
+from bake.fleet.targets import Target
 
 
 def test_batches_and_max_fail():

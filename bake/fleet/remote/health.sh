@@ -1,0 +1,57 @@
+#!/bin/bash
+# Health of a host's units and of its health URL: bash functions, sent ahead of the scripts
+# that call them (status.sh, switch.sh; see bake.fleet.scripts.NEEDS).
+
+# why_unhealthy URL UNIT...: why the units or the URL are not healthy; nothing when healthy.
+why_unhealthy() {
+    local url=$1 bad="" i=0 unit code
+    shift
+    local states=()
+    if [ $# -gt 0 ]; then
+        mapfile -t states < <(systemctl is-active "$@" 2>/dev/null)
+    fi
+    for unit in "$@"; do
+        [ "${states[$i]:-unknown}" = active ] || bad+="${bad:+, }$unit=${states[$i]:-unknown}"
+        i=$((i + 1))
+    done
+    if [ -n "$bad" ]; then
+        echo "unit not active: $bad"
+    elif [ -n "$url" ]; then
+        code=$(curl -sS -m 5 -o /dev/null -w '%{http_code}' "$url" 2>&1) || true
+        case $code in
+            2??) ;;
+            *) echo "$url answered ${code//$'\n'/ }" ;;
+        esac
+    fi
+}
+
+main_pids() {
+    if [ $# -gt 0 ]; then
+        systemctl show -P MainPID "$@" | tr '\n' ' '
+    fi
+}
+
+# wait_healthy TIMEOUT SETTLE URL UNIT...: polls until healthy (0 when so, and the same unit
+# processes still up SETTLE seconds later), or prints why not once TIMEOUT seconds passed.
+wait_healthy() {
+    local timeout=$1 settle=$2 url=$3 why before end
+    shift 3
+    end=$(($(date +%s) + ${timeout%.*}))
+    while :; do
+        why=$(why_unhealthy "$url" "$@")
+        if [ -z "$why" ]; then
+            before=$(main_pids "$@")
+            sleep "$settle"
+            why=$(why_unhealthy "" "$@")
+            if [ -z "$why" ] && [ "$(main_pids "$@")" = "$before" ]; then
+                return 0
+            fi
+            why=${why:-"unit restarted right after starting"}
+        fi
+        if [ "$(date +%s)" -ge "$end" ]; then
+            echo "$why"
+            return 1
+        fi
+        sleep 0.2
+    done
+}

@@ -1,0 +1,97 @@
+#!/bin/bash
+# Build releases/RELEASE from the staging directory (clone, fresh, or reuse a complete one),
+# check it, and make it complete; on any failure remove what it made. Prints the app's
+# installed version last.
+#   install.sh RELEASE BASE MODE STAGE MANIFEST REQUIREMENT VERSION LINK SEND INSTALL REMOVE
+#              DEPS_CHANGED UNIT...
+# LINK, SEND, INSTALL (wheel file names) and REMOVE (distribution names) are space-separated.
+# Layout: BBQ_RELEASES, BBQ_CURRENT, BBQ_POOL, BBQ_APP (bake.fleet.layout.HostLayout).
+set -eu -o pipefail
+release=$1 base=$2 mode=$3 stage=$4 manifest=$5 requirement=$6 version=$7
+link=$8 send=$9 install=${10} remove=${11} deps_changed=${12}
+shift 12
+releases=$BBQ_RELEASES current=$BBQ_CURRENT pool=$BBQ_POOL app=$BBQ_APP
+target=$releases/$release
+finished=
+cleanup() {
+    rm -rf "$stage"
+    if [ -z "$finished" ] && [ "$mode" != reuse ]; then
+        rm -rf "$target"
+    fi
+}
+trap cleanup EXIT
+pip=(-m pip --quiet --disable-pip-version-check)
+offline=(--no-index --no-cache-dir)
+requires() {
+    cat "$1"/lib/python3*/site-packages/"$app"-*.dist-info/METADATA | grep '^Requires-Dist:' || true
+}
+for wheel in $link; do
+    ln -f "$pool/$wheel" "$stage/$wheel"
+done
+check=yes
+case $mode in
+clone)
+    rm -rf "$target"
+    cp -al "$releases/$base" "$target"
+    rm -f "$target/RELEASE" "$target/WHEELS"
+    # Scripts and activate files name the venv's own path: rewrite them (new files, not the
+    # hard-linked originals).
+    grep -rlIF "$releases/$base/" "$target/bin" | while read -r file; do
+        sed -i "s|$releases/$base\b|$releases/$release|g" "$file"
+    done
+    sed -i "s|$releases/$base\b|$releases/$release|g" "$target/pyvenv.cfg"
+    before=$(requires "$target")
+    wheels=()
+    for wheel in $install; do
+        wheels+=("$stage/$wheel")
+    done
+    "$target/bin/python" "${pip[@]}" install "${offline[@]}" --no-deps --force-reinstall \
+        "${wheels[@]}"
+    if [ -n "$remove" ]; then
+        # The names are a space-separated list (distribution names: no blanks, no globs).
+        # shellcheck disable=SC2086
+        "$target/bin/python" "${pip[@]}" uninstall --yes $remove
+    fi
+    # The base's dependencies passed this check when it was made: only a changed dependency
+    # or changed app requirements need it again.
+    if [ "$deps_changed" = no ] && [ "$(requires "$target")" = "$before" ]; then
+        check=no
+    fi
+    ;;
+fresh)
+    rm -rf "$target"
+    python3 -m venv "$target"
+    "$target/bin/python" "${pip[@]}" install "${offline[@]}" --find-links "$stage" \
+        "$requirement==$version"
+    ;;
+esac
+if [ "$check" = yes ]; then
+    "$target/bin/python" -m pip check --disable-pip-version-check >&2
+fi
+for unit in "$@"; do
+    program=$(systemctl show -P ExecStart "$unit" | sed -n 's/.*path=\([^ ;]*\).*/\1/p')
+    case "$program" in
+        "$current"/*) test -x "$target/${program#"$current"/}" || {
+            echo "$unit: ${program#"$current"/} missing in the new release" >&2; exit 1; } ;;
+    esac
+done
+installed=$("$target/bin/python" -c \
+    'import importlib, importlib.metadata as m, sys; importlib.import_module(sys.argv[1]); print(m.version(sys.argv[1]))' \
+    "$app")
+# WHEELS (sha256sum lines): what the release is built from.
+echo "$manifest" > "$target/WHEELS"
+echo "$release" > "$target/RELEASE.new"
+user=$(stat -c %U "$releases") group=$(stat -c %G "$releases")
+# Only what is not the owner's yet (a clone's hard links mostly are): fewer inode writes.
+find "$target" \( ! -user "$user" -o ! -group "$group" \) -exec chown -h "$user:$group" {} +
+if [ -n "$send" ]; then
+    [ -d "$pool" ] || install -d -o "$user" -g "$group" "$pool"
+    owner=$(stat -c %U:%G "$pool")
+    for wheel in $send; do  # new wheels join the pool (a rename each: never half a wheel)
+        chown "$owner" "$stage/$wheel"
+        mv -f "$stage/$wheel" "$pool/$wheel"
+    done
+fi
+mv "$target/RELEASE.new" "$target/RELEASE"
+finished=yes
+echo "$installed"

@@ -1,0 +1,234 @@
+"""The host scripts of bake/fleet/remote/, run here on a temporary tree laid out like a host
+(HostLayout.under(tmp_path)), the way diskimage-builder tests the scripts its elements ship.
+
+The command lines are the ones bake.fleet sends over SSH (scripts.command,
+hoststate.locked_command), run by a local bash. No units here (this machine has no systemd):
+health is the health URL alone, answered by a real HTTP server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import hashlib
+import json
+import os
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from bake.fleet import scripts
+from bake.fleet.hoststate import LOCKED_EXIT, locked_command, parse_state, state_args
+from bake.fleet.layout import HostLayout
+
+USER = getpass.getuser()
+
+
+def sh(command: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def host(tmp_path) -> HostLayout:
+    """A host tree: releases r1 and r2 (r2 current, with one installed distribution), an
+    incomplete release, a pool wheel, app extras and a conf file naming the REST port."""
+    layout = HostLayout.under(str(tmp_path))
+    for name in ("r1", "r2", "half"):
+        Path(layout.release(name)).mkdir(parents=True)
+    for name in ("r1", "r2"):
+        Path(layout.release(name), "RELEASE").write_text(f"{name}\n")
+        time.sleep(0.01)  # releases are ordered by their RELEASE file's time
+    dist = Path(layout.release("r2"), "lib/python3.11/site-packages/Flask-3.1.3.dist-info")
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: Flask\nVersion: 3.1.3\n\nBody\n")
+    os.symlink("releases/r2", layout.current)
+    Path(layout.pool).mkdir()
+    Path(layout.pool, "bbq-0.1.0-py3-none-any.whl").write_bytes(b"wheel")
+    Path(layout.extras_file).parent.mkdir(parents=True)
+    Path(layout.extras_file).write_text("stream\n")
+    Path(layout.conf_dir).mkdir(parents=True)
+    Path(layout.conf_dir, "90-port.conf").write_text("[rest]\nport = 9999\n")
+    return layout
+
+
+def read_state(layout: HostLayout, release: str = "", wait: float = 1.0) -> dict:
+    run = sh(scripts.command("state.py", state_args(USER, release, wait), layout))
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+def test_state_reads_the_tree(host):
+    data = read_state(host)
+    assert data["current"] == "r2"
+    assert [name for name, _ in data["releases"]] == ["r1", "r2"]  # "half" has no RELEASE
+    assert data["installed"] == {"Flask": "3.1.3"}
+    assert data["extras"] == "stream\n"
+    assert data["health_url"] == "http://127.0.0.1:9999/healthz"
+    assert data["switching"] is None and data["switch_busy"] is False
+    state = parse_state(json.dumps(data), host)
+    assert state.extras == ("stream",) and state.previous() == "r1"
+    assert not Path(host.stage).exists()  # no release given: nothing staged
+
+
+def test_state_hashes_the_pool_once_per_change(host):
+    wheel = Path(host.pool, "bbq-0.1.0-py3-none-any.whl")
+    first = read_state(host)["pool"]
+    assert first == {wheel.name: hashlib.sha256(b"wheel").hexdigest()}
+    cache = json.loads(Path(host.pool, ".sha256.json").read_text())
+    assert cache[wheel.name][2] == first[wheel.name]
+    wheel.write_bytes(b"other wheel")
+    assert read_state(host)["pool"][wheel.name] != first[wheel.name]
+
+
+def test_state_stages_another_release_and_names_a_pending_switch(host):
+    Path(host.stage).mkdir()
+    Path(host.stage, "left-over.whl").write_text("x")
+    Path(host.switching).write_text("r1 r2\n")
+    data = read_state(host, release="r3")
+    assert data["switching"] == ["r1", "r2"]
+    assert os.listdir(host.stage) == []  # emptied for the new release
+    assert read_state(host, release="r2") and os.listdir(host.stage) == []
+
+
+def test_state_waits_for_a_running_switch(host):
+    with open(host.switch_lock, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        start = time.monotonic()
+        assert read_state(host, wait=0.5)["switch_busy"] is True
+        assert time.monotonic() - start >= 0.5
+    assert read_state(host, wait=0.5)["switch_busy"] is False
+
+
+def test_without_health_conf_there_is_no_health_url(host):
+    Path(host.conf_dir, "90-port.conf").write_text("[other]\nx = 1\n")
+    assert read_state(host)["health_url"] is None
+    Path(host.conf_dir, "80-url.conf").write_text("[rest]\nurl = http://10.0.0.5:81/\n")
+    assert read_state(host)["health_url"] == "http://10.0.0.5:81/healthz"
+    Path(host.conf_dir, "90-port.conf").write_text("[rest]\n")
+    Path(host.conf_dir, "80-url.conf").unlink()
+    assert read_state(host)["health_url"] == f"http://127.0.0.1:{host.rest_port}/healthz"
+
+
+def test_the_deploy_lock_is_held_while_stdin_is_open(host):
+    first = subprocess.Popen(
+        ["bash", "-c", locked_command(USER, "r3", host)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        state = parse_state(first.stdout.readline(), host)
+        assert state.current == "r2" and os.path.isdir(host.stage)
+        second = sh(locked_command(USER, "", host))
+        assert second.returncode == LOCKED_EXIT and second.stdout == ""
+        assert f"another deploy holds this host's lock {host.lock} ({USER}@" in second.stderr
+    finally:
+        first.stdin.close()
+        assert first.wait(10) == 0
+    third = sh(locked_command(USER, "", host))
+    assert third.returncode == 0 and json.loads(third.stdout)["current"] == "r2"
+
+
+class Health:
+    """A real HTTP health endpoint on 127.0.0.1: answers ``status`` (settable)."""
+
+    def __init__(self):
+        self.status = 200
+        health = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):  # noqa: N802 (http.server's naming)
+                self.send_response(health.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/healthz"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        if self.server.socket.fileno() != -1:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+@pytest.fixture
+def health():
+    server = Health()
+    yield server
+    server.close()
+
+
+def switch(layout, to, from_, back, url, prune="", timeout="3", settle="0.2"):
+    """Run switch.sh as host.switch does (no units); (exit status, output, result fields)."""
+    args = [to, from_, back, timeout, settle, url, prune]
+    run = sh(scripts.command("switch.sh", args, layout))
+    results = [line.split("\t")[1:] for line in run.stdout.splitlines() if "BBQ-RESULT" in line]
+    return run.returncode, run.stdout + run.stderr, results[-1] if results else None
+
+
+def current(layout: HostLayout) -> str:
+    return os.readlink(layout.current)
+
+
+def test_switch_healthy_prunes(host, health):
+    code, out, result = switch(host, "r1", "r2", "r2", health.url, prune="half")
+    assert code == 0 and result == ["healthy", "", "half"], out
+    assert current(host) == "releases/r1"
+    assert "switched to r1; restarting -" in out
+    assert not Path(host.release("half")).exists()
+    assert not Path(host.switching).exists()  # confirmed healthy: no marker left
+
+
+def test_switch_unhealthy_goes_back_and_removes_the_release(host, health):
+    health.status = 500
+    code, out, result = switch(host, "r1", "r2", "r2", health.url, timeout="1")
+    assert code == 0, out
+    assert result[0] == "rolled-back" and result[1] == f"{health.url} answered 500", result
+    assert result[2] == f"{health.url} answered 500"  # the old release: unhealthy too
+    assert current(host) == "releases/r2"
+    assert not Path(host.release("r1")).exists()
+    assert not Path(host.switching).exists()
+    assert sorted(p for p in os.listdir(host.releases) if not p.startswith(".")) == ["half", "r2"]
+
+
+def test_switch_unhealthy_without_a_way_back_stays_and_leaves_no_marker(host, health):
+    health.status = 503
+    code, out, result = switch(host, "r2", "", "", health.url, timeout="1")
+    assert code == 0 and result[0] == "unhealthy", out
+    assert current(host) == "releases/r2" and not Path(host.switching).exists()
+
+
+def test_switch_to_a_missing_release_fails(host, health):
+    Path(host.current).unlink()
+    Path(host.current).mkdir()  # a directory: the new link cannot be renamed over it
+    code, out, result = switch(host, "r1", "r2", "r2", health.url)
+    assert code == 1 and result is None
+    assert f"cannot point {host.current} at r1" in out
+    assert not Path(host.switching).exists()
+
+
+def test_status_reports_why_unhealthy(health):
+    run = sh(scripts.command("status.sh", [health.url]))
+    assert run.returncode == 0 and run.stdout == ""
+    health.status = 500
+    assert sh(scripts.command("status.sh", [health.url])).stdout == f"{health.url} answered 500\n"
+    health.close()
+    gone = sh(scripts.command("status.sh", [health.url])).stdout
+    assert gone.startswith(f"{health.url} answered ") and "connect" in gone, gone
+
+
+def test_scripts_are_package_data_and_end_their_here_document():
+    for name in ("state.py", "locked.sh", "health.sh", "status.sh", "install.sh", "switch.sh"):
+        assert scripts.text(name).endswith("\n")
+    line = scripts.command("switch.sh", ["a b", ""])
+    assert line.startswith("BBQ_ROOT=/opt/bbq ") and " bash -s -- 'a b' '' <<'BBQ_SCRIPT'\n" in line
+    assert line.endswith("\nBBQ_SCRIPT") and "why_unhealthy() {" in line
