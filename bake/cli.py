@@ -243,14 +243,21 @@ _LIST_HEADER = ("name", "version", "fingerprint", "status", "size", "built")
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    from bake import matrix
+    from bake.matrix import commands as matrix_commands
 
-    return matrix.command(args)
+    return matrix_commands.command(args)
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    from bake.cloud import stack
+
+    return stack.command(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bake import matrix
     from bake.cloud import commands as cloud_commands
+    from bake.cloud import stack as stack_commands
+    from bake.matrix import commands as matrix_commands
 
     parser = argparse.ArgumentParser(prog="bake", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -326,7 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("matrix", cmd_matrix, "build the image matrix's rows in parallel, then a table")
     output_option(p)
     partition_options(p)
-    matrix.add_arguments(p)
+    matrix_commands.add_arguments(p)
+
+    p = command("stack", cmd_stack, "the whole stack on Heat (stacks/): create, update, ...")
+    stack_commands.add_arguments(p)
 
     p = command("list", cmd_list, "list the artifacts in the store")
     output_option(p)

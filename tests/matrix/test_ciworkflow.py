@@ -7,8 +7,8 @@ import sys
 
 import yaml
 
-from bake import ciworkflow
 from bake import matrix as matrices
+from bake.matrix import ciworkflow
 from tests.bake.conftest import REPO
 from tests.matrix.conftest import write_matrix
 
@@ -17,7 +17,7 @@ def test_committed_workflow_is_in_sync_with_the_matrix():
     matrix = matrices.load_matrix(REPO / "image-specs" / "matrix.yaml", root=REPO)
     committed = (REPO / ciworkflow.WORKFLOW).read_text()
     assert committed == ciworkflow.render(matrix), (
-        "run: python -m bake.ciworkflow  (the workflow is out of sync with the matrix)"
+        "run: python -m bake.matrix.ciworkflow  (the workflow is out of sync with the matrix)"
     )
 
 
@@ -36,7 +36,7 @@ def test_workflow_has_one_job_per_buildable_row_and_reasons_for_the_rest():
 
 def test_check_fails_when_the_matrix_changes(project):
     env_cwd = {"cwd": project, "capture_output": True, "text": True}
-    command = [sys.executable, "-m", "bake.ciworkflow"]
+    command = [sys.executable, "-m", "bake.matrix.ciworkflow"]
     assert subprocess.run(command, **env_cwd).returncode == 0
     assert subprocess.run([*command, "--check"], **env_cwd).returncode == 0
     write_matrix(project, "specs: [base]\ndistros: [{distro: debian, release: bookworm}]\n")

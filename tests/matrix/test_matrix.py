@@ -292,3 +292,29 @@ def test_jobs_must_be_positive(project):
     result = run_bake("matrix", "--jobs", "0", "--dry-run", cwd=project, env=MIRROR_ENV)
     assert result.returncode == 2
     assert "--jobs: must be at least 1 (value: 0)" in result.stderr
+
+
+def test_schema_is_package_data_and_its_distros_are_the_distro_table():
+    import jsonschema
+
+    from bake import distros
+
+    schema = matrices.model.schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["$defs"]["distro"]["enum"] == sorted(distros.DISTROS)
+    refs = json.dumps(schema).count('"#/$defs/distro"')
+    assert refs == 2  # distros[].distro and the tables' distro
+
+
+def test_statuses_are_closed_lists_written_as_plain_strings():
+    row = matrices.Row("base", "debian", "bookworm", None, "validate-only", "why")
+    assert row.status is matrices.RowStatus.VALIDATE_ONLY
+    with pytest.raises(ValueError):
+        matrices.Row("base", "debian", "bookworm", None, "maybe")
+    with pytest.raises(ValueError):
+        matrices.Result(row, "half built")
+    result = matrices.Result(row, "would build", "f" * 64)
+    assert result.status is matrices.Status.WOULD_BUILD
+    text = json.dumps(matrices.summary([result], [], 1, 0.0))
+    assert '"status": "would build"' in text
+    assert json.loads(text)["rows"][0]["status"] == "would build"

@@ -3,13 +3,13 @@
 One GitHub Actions job per buildable row (each runs ``bake matrix --only ROW``, which
 validates instead of building where the row's mirror does not answer), one job that
 dry-runs every row, and the unbuildable and excluded rows listed as comments with their
-reasons. The file is generated, never edited: ``python -m bake.ciworkflow --check`` (and
-a test) fail when it is out of sync with the matrix.
+reasons. The file is generated, never edited: ``python -m bake.matrix.ciworkflow --check``
+(and a test) fail when it is out of sync with the matrix.
 
 Example::
 
-    python -m bake.ciworkflow            # rewrite .github/workflows/images.yaml
-    python -m bake.ciworkflow --check    # exit 1 if it differs from the matrix
+    python -m bake.matrix.ciworkflow            # rewrite .github/workflows/images.yaml
+    python -m bake.matrix.ciworkflow --check    # exit 1 if it differs from the matrix
 """
 
 from __future__ import annotations
@@ -20,22 +20,24 @@ from pathlib import Path
 
 import yaml
 
-from bake import matrix as matrices
+from bake.matrix.model import Matrix, RowStatus, expand, load_matrix
+from bake.spec import SpecError
 
 WORKFLOW = Path(".github") / "workflows" / "images.yaml"
 MAX_PARALLEL = 4
+MODULE = "bake.matrix.ciworkflow"  # python -m MODULE writes the workflow
 
 
-def render(matrix: matrices.Matrix, matrix_file: str = "image-specs/matrix.yaml") -> str:
+def render(matrix: Matrix, matrix_file: str = "image-specs/matrix.yaml") -> str:
     """The workflow's text for ``matrix`` (deterministic: same matrix, same bytes)."""
-    rows = matrices.expand(matrix)
-    build = [r for r in rows if r.status == "build"]
+    rows = expand(matrix)
+    build = [r for r in rows if r.status == RowStatus.BUILD]
     header = [
-        f"# GENERATED from {matrix_file} by `python -m bake.ciworkflow`: do not edit.",
+        f"# GENERATED from {matrix_file} by `python -m {MODULE}`: do not edit.",
         "# Not built (each with its reason):",
     ]
     for row in rows:
-        if row.status != "build":
+        if row.status != RowStatus.BUILD:
             header.append(f"#   {row.id}: {row.status}: {row.reason}")
     rebuild_on = ["image-specs/**", "elements/**", "app/**", "bake/**", ".github/workflows/**"]
     steps_setup = [
@@ -72,7 +74,7 @@ def render(matrix: matrices.Matrix, matrix_file: str = "image-specs/matrix.yaml"
                     {"name": "bootstrap", "run": "sudo tools/bootstrap --tests"},
                     {
                         "name": "workflow in sync",
-                        "run": ".venv/bin/python -m bake.ciworkflow --check",
+                        "run": f".venv/bin/python -m {MODULE} --check",
                     },
                     {
                         "name": "dry-run",
@@ -120,14 +122,14 @@ def render(matrix: matrices.Matrix, matrix_file: str = "image-specs/matrix.yaml"
 
 def main(argv: list[str] | None = None) -> int:
     """Write the workflow, or with ``--check`` exit 1 when the file differs from the matrix."""
-    parser = argparse.ArgumentParser(prog="python -m bake.ciworkflow", description=__doc__)
+    parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__)
     parser.add_argument("--matrix", default="image-specs/matrix.yaml")
     parser.add_argument("--output", default=str(WORKFLOW))
     parser.add_argument("--check", action="store_true", help="only compare, write nothing")
     args = parser.parse_args(argv)
     try:
-        matrix = matrices.load_matrix(Path(args.matrix), root=Path.cwd())
-    except matrices.SpecError as exc:
+        matrix = load_matrix(Path(args.matrix), root=Path.cwd())
+    except SpecError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         current = output.read_text() if output.is_file() else ""
         if current != text:
             print(
-                f"{output} is out of sync with {args.matrix}: run python -m bake.ciworkflow",
+                f"{output} is out of sync with {args.matrix}: run python -m {MODULE}",
                 file=sys.stderr,
             )
             return 1
