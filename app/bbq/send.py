@@ -124,6 +124,10 @@ class ZaqarUnavailable(SendError):
     pass
 
 
+class BadAnswer(ValueError):
+    """Zaqar (or what stands in its place) answered, but not what the request asks for."""
+
+
 def retrying(call, what: str, retries: int = 2, delay: float = 0.5, out=sys.stderr):
     """``call()``, tried ``retries`` more times (doubling ``delay``) on Zaqar's failures."""
     for attempt in range(retries + 1):
@@ -146,9 +150,23 @@ def describe(exc: Exception) -> str:
         return "no answer within the timeout"
     if isinstance(exc, requests.ConnectionError):
         return "connection failed"
+    if isinstance(exc, BadAnswer):
+        return str(exc)
     if isinstance(exc, ValueError):
         return "answer is not JSON"
     return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+
+
+def post_batch(queue, batch: list[dict]) -> None:
+    """Post one batch; BadAnswer unless Zaqar lists every message as created.
+
+    python-zaqarclient returns None, logging a warning, for an answer it cannot read (a
+    proxy's 502 page) and raises for only some error statuses: without this check such a
+    post would count as sent."""
+    result = queue.post(batch)
+    created = result.get("resources") if isinstance(result, dict) else None
+    if not isinstance(created, list) or len(created) != len(batch):
+        raise BadAnswer("answer does not list the posted messages (not Zaqar, or it failed)")
 
 
 def post_to_zaqar(
@@ -169,7 +187,7 @@ def post_to_zaqar(
         for e in errs:
             print(f"bbq-send: {e}", file=out)
         if batch:
-            retrying(lambda b=batch: queue.post(b), what, retries, out=out)
+            retrying(lambda b=batch: post_batch(queue, b), what, retries, out=out)
             sent += len(batch)
     return sent, errors
 

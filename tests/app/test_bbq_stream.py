@@ -151,7 +151,7 @@ def test_send_reports_bad_usage(zaqar_server, tmp_path):
         check=False,
     )
     assert out.returncode == 1
-    assert "message 2:" in out.stderr and "not sent" in out.stderr
+    assert f"{big} line 2:" in out.stderr and "not sent" in out.stderr
     assert zaqar_server.queue_depth(queue)["total"] == 1
 
 
