@@ -199,7 +199,7 @@ def cmd_test(args: argparse.Namespace) -> int:
         raise InputError(f"{artifact.path}: the spec has no smoke checks")
     with tempfile.TemporaryDirectory(prefix="bake-test-") as work:
         if args.qemu:
-            from bake import qemu
+            from bake.instances import qemu
 
             try:
                 qemu.preflight(args.accel)

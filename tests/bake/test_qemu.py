@@ -8,8 +8,7 @@ import shutil
 import pytest
 import yaml
 
-from bake import qemu
-from bake.instances import InstanceError
+from bake.instances import InstanceError, qemu
 from tests.bake.conftest import run_bake
 
 CONSOLE = """\

@@ -34,13 +34,8 @@ from typing import Any
 
 from bake.artifacts import Artifact
 from bake.hostsys import free_port, ssh_key, stop_process
-from bake.instances import (
-    Instance,
-    InstanceError,
-    SmokeReport,
-    run_checks,
-    wait_until_up,
-)
+from bake.instances.base import Instance, InstanceError, wait_until_up
+from bake.instances.checks import SmokeReport, run_checks
 
 ACCELERATORS = ("tcg", "kvm")
 BOOT_TIMEOUT = 600.0

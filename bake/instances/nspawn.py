@@ -17,19 +17,18 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
-import re
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from bake import hostsys
-from bake.errors import OperationFailed
+from bake.instances.base import Instance, InstanceError, wait_until_up
+from bake.instances.checks import SmokeReport, run_checks
 
 BOOT_TIMEOUT = 180.0
 # Units an instance under systemd-nspawn does without: nothing to wait for or configure on a
@@ -49,54 +48,6 @@ CONTAINER_MASKED_UNITS = (
     "ifupdown-pre.service",
     "ifupdown-wait-online.service",
 )
-
-
-class InstanceError(OperationFailed):
-    """An instance could not be booted or reached."""
-
-
-@dataclasses.dataclass
-class Instance:
-    """A booted instance: where to reach it over SSH, and how to stop it."""
-
-    name: str
-    host: str
-    port: int
-    key_file: Path
-    known_hosts: Path
-    root: Path
-    process: subprocess.Popen
-    console_log: Path
-
-    def connect_kwargs(self) -> dict[str, Any]:
-        return {"key_filename": str(self.key_file), "look_for_keys": False, "allow_agent": False}
-
-    def connection(self, user: str = "root"):
-        """A Fabric connection that checks the host key against the instance's known_hosts."""
-        from fabric import Config, Connection
-
-        # in_stream False: commands never read the caller's stdin (absent under pytest/CI).
-        run = {"hide": True, "warn": True, "in_stream": False}
-        config = Config(overrides={"load_ssh_configs": False, "run": run})
-        connection = Connection(
-            self.host,
-            user=user,
-            port=self.port,
-            config=config,
-            connect_kwargs=self.connect_kwargs(),
-            connect_timeout=10,
-        )
-        hostsys.HostKeyPolicy(self.known_hosts, _unknown_host_key).apply(connection.client)
-        return connection
-
-    def run(self, command: str, timeout: float = 60, user: str = "root"):
-        """Run a command over SSH; returns Fabric's Result (exited, stdout, stderr)."""
-        with self.connection(user) as connection:
-            return connection.run(command, timeout=timeout)
-
-
-def _unknown_host_key(hostname: str) -> InstanceError:
-    return InstanceError(f"unknown SSH host key for {hostname}: refusing to connect")
 
 
 def unpacked_rootfs(tar_path: Path, target: Path) -> Path:
@@ -173,31 +124,6 @@ def _prepare(root: Path, name: str, port: int, workdir: Path) -> tuple[Path, Pat
     return key, known_hosts
 
 
-def wait_until_up(
-    instance: Instance, probe: Callable[[], bool], timeout: float, runner: str
-) -> None:
-    """Poll ``probe()`` until it returns True (an exception means: not up yet) or ``timeout``
-    seconds pass; raises InstanceError then, or as soon as the ``runner`` process exits."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        if instance.process.poll() is not None:
-            raise InstanceError(
-                f"{instance.name}: {runner} exited ({instance.process.returncode}) "
-                f"during boot; console: {instance.console_log}"
-            )
-        try:
-            if probe():
-                return
-        except Exception as exc:  # not up yet: sshd starting, key exchange refused, ...
-            last_error = exc
-        time.sleep(1)
-    raise InstanceError(
-        f"{instance.name}: no SSH on {instance.host}:{instance.port} after {timeout:.0f}s "
-        f"({last_error}); console: {instance.console_log}"
-    )
-
-
 def _booted(instance: Instance) -> bool:
     """True once sshd answers and systemd has finished starting up (in whatever state)."""
     with socket.create_connection((instance.host, instance.port), timeout=2):
@@ -268,69 +194,6 @@ def _release(root: Path) -> None:
     """Unmount the instance's root (overlay) and anything left below it; remove a copy."""
     hostsys.unmount_all(root)
     shutil.rmtree(root, ignore_errors=True)
-
-
-@dataclasses.dataclass(frozen=True)
-class CheckResult:
-    name: str
-    command: str
-    passed: bool
-    exit_code: int | None
-    output: str
-    seconds: float
-    reason: str = ""
-
-
-def run_checks(instance: Instance, checks: Sequence[Mapping[str, Any]]) -> list[CheckResult]:
-    """Run smoke checks (name, run, expect regex, timeout) on an instance, each as root."""
-    results = []
-    for check in checks:
-        start = time.monotonic()
-        try:
-            result = instance.run(check["run"], timeout=check.get("timeout", 60))
-            output = (result.stdout + result.stderr).strip()
-            code: int | None = result.exited
-            reason = "" if code == 0 else f"exit code {code}"
-            if not reason and "expect" in check and not re.search(check["expect"], output, re.M):
-                reason = f"output does not match {check['expect']!r}"
-        except Exception as exc:  # timeouts and SSH failures fail the check, not the run
-            output, code, reason = "", None, f"{type(exc).__name__}: {exc}"
-        results.append(
-            CheckResult(
-                check["name"],
-                check["run"],
-                not reason,
-                code,
-                output[-2000:],
-                round(time.monotonic() - start, 2),
-                reason,
-            )
-        )
-    return results
-
-
-@dataclasses.dataclass(frozen=True)
-class SmokeReport:
-    """The outcome of booting an image and running its smoke checks."""
-
-    image: str
-    passed: bool
-    checks: list[CheckResult]
-    boot_seconds: float
-    error: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def lines(self) -> list[str]:
-        """One human-readable line per check (and the boot error, if any)."""
-        if self.error:
-            return [f"FAIL boot: {self.error}"]
-        return [
-            f"{'ok  ' if c.passed else 'FAIL'} {c.name} ({c.seconds:.1f}s)"
-            + ("" if c.passed else f": {c.reason}; output: {c.output[-300:]!r}")
-            for c in self.checks
-        ]
 
 
 def smoke_test(
