@@ -1,5 +1,8 @@
 """Image specs: load ``image-specs/*.yaml``, merge their includes, apply defaults, validate.
 
+The fields themselves (schema, defaults, the :data:`Spec` attributes) are declared once, in
+the table of :mod:`bake.specfields`.
+
 A spec is validated in two passes: each file alone against the schema (so a bad value is
 reported in the file that holds it), then the merged result (required keys, cross-field
 rules, element names). Every problem is collected; :class:`SpecError` carries them all.
@@ -14,31 +17,22 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from bake import distros
+from bake import distros, specfields
+from bake.specfields import SPEC_FIELDS
 from bake.validation import Problem, ValidationError, problems_from_schema, read_yaml
-
-SCHEMA_PATH = Path(__file__).with_name("schemas") / "image-spec.json"
 
 # Lists that an including file extends; any other value it replaces.
 EXTENDING_KEYS = ("elements", "packages", "smoke")
 
+# The value of every optional field that neither a spec nor its includes set.
 DEFAULTS: Mapping[str, Any] = {
-    "arch": "amd64",
-    "types": ["qcow2", "tar"],
-    "partitioned": True,
-    "packages": [],
-    "environment": {},
-    "mirrors": {},
-    "app": False,
-    "glance": {},
-    "smoke": [],
+    field.key: field.default for field in SPEC_FIELDS if not field.required
 }
 
 # Variables a spec may not set in `environment`: bake sets them from other fields.
@@ -57,63 +51,40 @@ class SpecError(ValidationError):
     """A spec (or several) failed validation; ``problems`` lists every reason."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Spec:
-    """A validated spec with includes merged and defaults applied."""
-
-    path: Path
-    name: str
-    version: str
-    description: str
-    distro: str
-    release: str
-    arch: str
-    elements: tuple[str, ...]
-    packages: tuple[str, ...]
-    environment: Mapping[str, str]
-    types: tuple[str, ...]
-    image_size: float | None
-    partitioned: bool
-    mirrors: Mapping[str, str]
-    app: bool
-    glance: Mapping[str, Any]
-    sahara: Mapping[str, Any] | None
-    smoke: tuple[Mapping[str, Any], ...]
-    files: tuple[Path, ...]
-    app_extras: tuple[str, ...] = ()  # the app's extras installed with it (`app.extras`)
+class _SpecMethods:
+    """What a Spec does besides holding its fields (see :data:`Spec`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as plain data, in the schema's vocabulary, without file locations."""
-        data = {
-            "name": self.name,
-            "version": self.version,
-            "description": self.description,
-            "distro": self.distro,
-            "release": self.release,
-            "arch": self.arch,
-            "elements": list(self.elements),
-            "packages": list(self.packages),
-            "environment": dict(self.environment),
-            "types": list(self.types),
-            "image-size": self.image_size,
-            "partitioned": self.partitioned,
-            "mirrors": dict(self.mirrors),
-            "app": {"extras": list(self.app_extras)} if self.app_extras else self.app,
-            "glance": copy.deepcopy(dict(self.glance)),
-            "sahara": copy.deepcopy(dict(self.sahara)) if self.sahara else None,
-            "smoke": [dict(check) for check in self.smoke],
-        }
-        return data
+        return {field.key: field.dump(self) for field in SPEC_FIELDS}
 
     def replace(self, **changes: Any) -> Spec:
         """A copy with some fields changed (e.g. ``partitioned`` from the command line)."""
         return dataclasses.replace(self, **changes)
 
 
+Spec = dataclasses.make_dataclass(
+    "Spec",
+    [
+        ("path", Path),  # the spec file
+        *[attribute for field in SPEC_FIELDS for attribute in field.attributes()],
+        ("files", tuple[Path, ...]),  # the spec file and every file it includes
+    ],
+    bases=(_SpecMethods,),
+    frozen=True,
+    namespace={
+        "__module__": __name__,
+        "__doc__": "A validated spec with includes merged and defaults applied: one attribute "
+        "per field of bake.specfields.SPEC_FIELDS (YAML key with - as _; `app` also fills "
+        "`app_extras`), plus `path` and `files`.",
+    },
+)
+
+
 @cache
 def _schemas() -> tuple[dict, dict]:
     """The full schema, and a partial one for a single file of an include chain."""
-    full = json.loads(SCHEMA_PATH.read_text())
+    full = specfields.schema()
     partial = copy.deepcopy(full)
     partial.pop("required", None)
     partial["properties"]["sahara"].pop("required", None)
@@ -227,28 +198,10 @@ def load_spec(
     if problems:
         raise SpecError(problems)
     full = merge(DEFAULTS, data)
-    return Spec(
-        path=path.resolve(),
-        name=full["name"],
-        version=full["version"],
-        description=full.get("description", ""),
-        distro=full["distro"],
-        release=full["release"],
-        arch=full["arch"],
-        elements=tuple(full["elements"]),
-        packages=tuple(full["packages"]),
-        environment=dict(full["environment"]),
-        types=tuple(full["types"]),
-        image_size=full.get("image-size"),
-        partitioned=full["partitioned"],
-        mirrors=dict(full["mirrors"]),
-        app=bool(full["app"]) or isinstance(full["app"], Mapping),
-        app_extras=tuple(full["app"].get("extras", ())) if isinstance(full["app"], Mapping) else (),
-        glance=full["glance"],
-        sahara=full.get("sahara"),
-        smoke=tuple(full["smoke"]),
-        files=tuple(loader.files),
-    )
+    attributes: dict[str, Any] = {}
+    for field in SPEC_FIELDS:
+        attributes.update(field.load(full[field.key]))
+    return Spec(path=path.resolve(), files=tuple(loader.files), **attributes)
 
 
 def _semantic_problems(data: dict, file: str, elements_dirs: list[Path]) -> Iterator[Problem]:

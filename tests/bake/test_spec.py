@@ -3,13 +3,21 @@ file, the field and the value, exit code 2, and nothing built."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import re
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from bake import cli
-from bake.spec import SpecError, load_spec, merge, spec_files
+from bake import cli, distros, specfields
+from bake.spec import DEFAULTS, Spec, SpecError, load_spec, merge, spec_files
 from tests.bake.conftest import REPO, run_bake
 
 GOOD = """\
@@ -314,3 +322,142 @@ def test_undeclared_app_extra_is_refused_and_nothing_built(project, capsys, monk
     assert "bad.yaml: app.extras: turbo not declared in" in err
     assert "[options.extras_require]" in err
     assert not store.exists()
+
+
+# ---------------------------------------------------------------------------------------
+# The field table (bake.specfields): the schema, DEFAULTS, Spec and to_dict come from it.
+
+
+def test_committed_schema_is_generated_from_the_field_table():
+    committed = specfields.SCHEMA_PATH.read_text()
+    assert committed == specfields.render(), (
+        "run: python -m bake.specfields  (bake/schemas/image-spec.json is out of date)"
+    )
+
+
+def test_schema_check_fails_when_the_file_is_out_of_date(tmp_path):
+    output = tmp_path / "image-spec.json"
+    command = [sys.executable, "-m", "bake.specfields", "--output", str(output)]
+    run = {"cwd": REPO, "capture_output": True, "text": True, "timeout": 60}
+    assert subprocess.run([*command, "--check"], **run).returncode == 1  # no file yet
+    assert subprocess.run(command, **run).returncode == 0
+    assert json.loads(output.read_text()) == specfields.schema()
+    assert subprocess.run([*command, "--check"], **run).returncode == 0
+    output.write_text(output.read_text().replace('"maximum": 1024', '"maximum": 2048'))
+    result = subprocess.run([*command, "--check"], **run)
+    assert result.returncode == 1
+    assert "out of sync" in result.stderr and "python -m bake.specfields" in result.stderr
+
+
+def _schemas_in(schema: dict):
+    """The schema and every subschema in it, depth first."""
+    yield schema
+    subschemas = [
+        *schema.get("properties", {}).values(),
+        *schema.get("$defs", {}).values(),
+        *schema.get("oneOf", []),
+        *[schema[k] for k in ("items", "additionalProperties", "propertyNames") if k in schema],
+    ]
+    for sub in subschemas:
+        if isinstance(sub, dict):
+            yield from _schemas_in(sub)
+
+
+def test_every_field_and_subfield_has_a_description():
+    schema = specfields.schema()
+    missing = [
+        key
+        for sub in _schemas_in(schema)
+        for key, prop in sub.get("properties", {}).items()
+        if not prop.get("description")
+    ]
+    assert schema["description"] and not missing
+
+
+def test_schema_enums_are_the_distros_vocabularies():
+    properties = specfields.schema()["properties"]
+    assert properties["distro"]["enum"] == ["debian", "ubuntu", "centos", "rocky"]
+    assert properties["distro"]["enum"] == [str(name) for name in distros.DistroName]
+    assert list(distros.DISTROS) == list(distros.DistroName)  # one row each, same order
+    assert properties["arch"]["enum"] == ["amd64", "arm64", "x86_64", "aarch64"]
+    assert properties["arch"]["enum"] == [str(arch) for arch in distros.Arch]
+    assert [arch.machine for arch in distros.Arch] == ["x86_64", "aarch64", "x86_64", "aarch64"]
+    assert distros.DISTROS["debian"] is distros.DISTROS[distros.DistroName.DEBIAN]
+
+
+def test_spec_attributes_defaults_and_to_dict_come_from_the_table():
+    fields = [f.name for f in dataclasses.fields(Spec)]
+    from_table = [name for field in specfields.FIELDS for name, _ in field.attributes()]
+    assert fields == ["path", *from_table, "files"]
+    assert "app_extras" in fields and "image_size" in fields and "include" not in fields
+    keys = [field.key for field in specfields.FIELDS]
+    assert keys == list(specfields.schema()["properties"])
+    assert set(DEFAULTS) | {"include"} | set(specfields.schema()["required"]) == set(keys)
+    spec = load_spec(REPO / "image-specs" / "base.yaml", [REPO / "elements"], root=REPO)
+    assert list(spec.to_dict()) == [key for key in keys if key != "include"]
+
+
+@pytest.mark.parametrize("path", spec_files(REPO / "image-specs"), ids=lambda p: p.name)
+def test_to_dict_loads_back_into_the_same_spec(path, tmp_path):
+    """to_dict (the data fingerprinted and recorded in manifests) is a valid spec that loads
+    back into an equal Spec: each row's load and dump are inverses."""
+    spec = load_spec(path, [REPO / "elements"], root=REPO)
+    data = {k: v for k, v in spec.to_dict().items() if v is not None}
+    again = tmp_path / path.name
+    again.write_text(yaml.safe_dump(data, sort_keys=False))
+    reloaded = load_spec(again, [REPO / "elements"], root=tmp_path)
+    assert reloaded.to_dict() == spec.to_dict()
+    assert reloaded.replace(path=spec.path, files=spec.files) == spec
+
+
+def _patterns(schema: dict) -> list[str]:
+    return sorted({sub["pattern"] for sub in _schemas_in(schema) if "pattern" in sub})
+
+
+def test_every_pattern_is_anchored_against_a_trailing_newline():
+    patterns = _patterns(specfields.schema())
+    assert len(patterns) >= 10  # names, versions, variables, elements, packages, mirrors...
+    for pattern in patterns:
+        assert pattern.startswith("^") and pattern.endswith("$(?!\\n)"), pattern
+
+
+@settings(max_examples=50, derandomize=True, deadline=None)
+@given(data=st.data())
+def test_values_of_every_pattern_are_refused_with_a_newline_appended(data):
+    """jsonschema searches patterns with re.search, where `$` also matches before a final
+    newline: every value a pattern accepts must be refused once a newline follows it."""
+    pattern = data.draw(st.sampled_from(_patterns(specfields.schema())))
+    value = data.draw(st.from_regex(pattern))
+    assert re.search(pattern, value), (pattern, value)
+    for bad in (value + "\n", value + "\n\n", value + "\r\n"):
+        assert not re.search(pattern, bad), (pattern, bad)
+
+
+NEWLINE_VALUES = [
+    ("name", GOOD.replace("name: tiny", 'name: "tiny\\n"'), "name: does not match"),
+    ("version", GOOD.replace('version: "1.0"', 'version: "1.0\\n"'), "version: does not match"),
+    ("release", GOOD.replace("release: bookworm", 'release: "bookworm\\n"'), "release: does not"),
+    (
+        "environment name",
+        GOOD + 'environment: {"DIB_X\\n": "1"}\n',
+        "environment.DIB_X\n: invalid key name",
+    ),
+    ("element", GOOD.replace("[bbq-base]", '["bbq-base\\n"]'), "elements[0]: does not match"),
+    ("package", GOOD + 'packages: ["curl\\n"]\n', "packages[0]: does not match"),
+    ("app extra", GOOD + 'app: {extras: ["stream\\n"]}\n', "app.extras[0]: does not match"),
+    ("mirror", GOOD + 'mirrors: {main: "auto\\n"}\n', "mirrors.main: does not match"),
+    ("sahara user", GOOD + 'sahara: {username: "ubuntu\\n"}\n', "sahara.username: does not"),
+]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"), [c[1:] for c in NEWLINE_VALUES], ids=[c[0] for c in NEWLINE_VALUES]
+)
+def test_value_ending_in_a_newline_is_refused(project, content, expected, capsys, monkeypatch):
+    spec = _write(project, {"bad.yaml": content})
+    monkeypatch.chdir(project)
+    assert cli.main(["validate", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: image-specs/bad.yaml: {expected}" in err, err
+    good = _write(project, {"bad.yaml": content.replace("\\n", "")})
+    assert cli.main(["validate", str(good)]) == 0, capsys.readouterr().err
