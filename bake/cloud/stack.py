@@ -297,18 +297,11 @@ def cmd_create(args: argparse.Namespace) -> int:
     params, images = requested_parameters(args)
     bundle.check_parameters(params)
     missing = [r for r in sf.ROLES if r not in images]
-    if args.dry_run and missing:
-        try:
-            heat = connect(args)
-        except StackError as exc:  # no cloud: show the rest, images left as parameters
-            print(f"bake: images not resolved ({exc})", file=sys.stderr)
-            heat = None
-    else:
-        heat = connect(args)
-    if heat is not None:
-        params.update(image_parameters(heat, images, missing))
-    else:
+    heat = dry_run_cloud(args) if args.dry_run else connect(args)
+    if heat is None:
         params.update({sf.image_parameter(r): ref for r, ref in images.items()})
+    else:
+        params.update(image_parameters(heat, images, missing))
     if args.dry_run:
         sys.stdout.write(bundle.dump(params))
         return 0
@@ -319,6 +312,19 @@ def cmd_create(args: argparse.Namespace) -> int:
     if not args.wait:
         return 0
     return wait_for(heat, args.name, stack_id, "CREATE", marker=None, minutes=args.timeout)
+
+
+def dry_run_cloud(args: argparse.Namespace) -> Heat | None:
+    """For a dry run: the cloud when some image must be found in Glance and credentials
+    work; None when every image is given, or the cloud cannot be reached (said on stderr:
+    the images stay unresolved)."""
+    if all(role in parse_pairs(args.image, "--image") for role in sf.ROLES):
+        return None
+    try:
+        return connect(args)
+    except StackError as exc:
+        print(f"bake: images not resolved ({exc})", file=sys.stderr)
+        return None
 
 
 def cmd_update(args: argparse.Namespace) -> int:
@@ -375,33 +381,44 @@ def event_line(event: Any) -> str:
 def wait_for(
     heat: Heat, name: str, stack_id: str, action: str, marker: str | None, minutes: int
 ) -> int:
-    """Print the stack's events (nested ones too) until ``action`` completes or fails."""
-    from heatclient.common import event_utils
+    """Print the stack's events (nested ones too) until ``action`` completes or fails.
 
+    The stack's status counts once the action has visibly started (an event after
+    ``marker``, or the status IN_PROGRESS): an update's status is the previous one's until
+    the engine takes it up."""
     deadline = time.monotonic() + minutes * 60 + 120
-    while time.monotonic() < deadline:
-        events = heat.call(
-            "reading events",
-            event_utils.get_events,
-            heat.client,
-            stack_id=stack_id,
-            event_args={"sort_dir": "asc", "marker": marker},
-            nested_depth=3,
-        )
-        for event in events:
-            print(event_line(event), file=sys.stderr)
-        if events:
-            marker = events[-1].id
+    started = False
+    while True:
+        marker, printed = print_events(heat, stack_id, marker)
         status = heat.call(f"reading stack {name}", heat.client.stacks.get, stack_id)
-        if status.action == action and status.status in ("COMPLETE", "FAILED"):
+        started = started or printed > 0 or status.status == "IN_PROGRESS"
+        if started and status.action == action and status.status in ("COMPLETE", "FAILED"):
+            print_events(heat, stack_id, marker)  # the last ones, if any came meanwhile
             break
+        if time.monotonic() > deadline:
+            raise StackError(f"stack {name}: still {status.stack_status} after {minutes} min")
         time.sleep(POLL_SECONDS)
-    else:
-        raise StackError(f"stack {name}: still {status.stack_status} after {minutes} min")
     if status.status == "FAILED":
         raise StackError(f"stack {name} {status.stack_status}: {failure(heat, stack_id, status)}")
     print(f"bake: stack {name}: {status.stack_status}")
     return 0
+
+
+def print_events(heat: Heat, stack_id: str, marker: str | None) -> tuple[str | None, int]:
+    """Print the events after ``marker`` (nested stacks' too); (the new marker, how many)."""
+    from heatclient.common import event_utils
+
+    events = heat.call(
+        "reading events",
+        event_utils.get_events,
+        heat.client,
+        stack_id=stack_id,
+        event_args={"sort_dir": "asc", "marker": marker},
+        nested_depth=3,
+    )
+    for event in events:
+        print(event_line(event), file=sys.stderr)
+    return (events[-1].id if events else marker), len(events)
 
 
 def failure(heat: Heat, stack_id: str, stack: Any) -> str:

@@ -143,10 +143,15 @@ def load(
     return Bundle(
         template_path=template_path,
         template=tpl,
-        files={**tpl_files, **env_files},
+        files={k: _text(v) for k, v in {**tpl_files, **env_files}.items()},
         environment=env,
         environment_files=env_files_list,
     )
+
+
+def _text(content: str | bytes) -> str:
+    """A file's content as text (heatclient reads ``get_file`` files as bytes)."""
+    return content.decode("utf-8") if isinstance(content, bytes) else content
 
 
 def _one_line(exc: BaseException) -> str:
