@@ -10,3 +10,11 @@ export DIB_SPARK_PIP=${DIB_SPARK_PIP:-python3 -m pip}
 # Standalone cluster services, installed always, enabled only when set to 1.
 export DIB_SPARK_MASTER_ENABLED=${DIB_SPARK_MASTER_ENABLED:-0}
 export DIB_SPARK_WORKER_ENABLED=${DIB_SPARK_WORKER_ENABLED:-0}
+# Ports of every job's driver and block managers (spark-defaults.conf): Spark takes the
+# first free one from PORT to PORT+MAX_RETRIES, so security groups can stay that narrow.
+export DIB_SPARK_DRIVER_PORT=${DIB_SPARK_DRIVER_PORT:-7100}
+export DIB_SPARK_BLOCK_MANAGER_PORT=${DIB_SPARK_BLOCK_MANAGER_PORT:-7200}
+export DIB_SPARK_PORT_MAX_RETRIES=${DIB_SPARK_PORT_MAX_RETRIES:-16}
+# 1: cloud-init's default user (the image's login user) joins the spark group, which may
+# write Spark's conf/, logs/ and work/.
+export DIB_SPARK_LOGIN_GROUP=${DIB_SPARK_LOGIN_GROUP:-1}
