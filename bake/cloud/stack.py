@@ -52,6 +52,7 @@ class StackError(BakeError):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The subcommands of ``bake stack`` (added by bake.cli)."""
     from bake.cloud import commands as cloud_commands
+    from bake.cloud.local import commands as local_commands
 
     sub = parser.add_subparsers(dest="stack_command", required=True, metavar="ACTION")
 
@@ -61,6 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if named:
             p.add_argument("name", metavar="NAME", help="stack name")
         cloud_commands.add_cloud_options(p)
+        if name in local_commands.ACTIONS:  # --local: the stack on this machine
+            local_commands.add_arguments(p, name)
         return p
 
     p = action("create", cmd_create, "create the stack from stacks/ (images from Glance)")
@@ -136,7 +139,12 @@ def _wait_options(p: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace) -> int:
     """``bake stack ACTION``: one line on stderr and its exit code on failure."""
+    from bake.cloud.local import commands as local_commands
+
     try:
+        if getattr(args, "local", False):
+            return local_commands.run(args, args.stack_command)
+        local_commands.check_flags(args, args.stack_command)
         return args.stack_func(args)
     except BakeError as exc:
         for line in exc.lines():
