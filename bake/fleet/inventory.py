@@ -6,17 +6,27 @@ ACTIVE servers whose metadata has ``bbq_stack=<stack>`` (set by the Heat templat
 (an image id), each reached at its address on the named network. Metadata ``bbq_ssh_port``
 overrides port 22.
 
+A local stack (``bake stack create --local NAME``, its state in the artifact store of
+``$BBQ_ARTIFACTS`` or ``./artifacts``) comes first: ``--stack NAME`` then means its running
+instances (SSH on 127.0.0.1, each on its own port), reached with the stack's own key and
+known_hosts unless others are given (:func:`stack_ssh`).
+
 Example::
 
     targets = choose(hosts="root@10.0.0.5,10.0.0.6:2222")
     targets = choose(stack="prod", role="rest", network="private", os_cloud="mycloud")
     targets = from_nova(auth.connect(cloud="mycloud"), role="rest", network="private")
+    targets = choose(stack="dev", role="worker")     # a local stack's workers
 """
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 from bake.errors import EXIT_BAD_INPUT
 from bake.fleet import DeployError
+from bake.fleet.ssh import SshOptions
 from bake.fleet.targets import Target, parse_hosts
 
 STACK_KEY = "bbq_stack"
@@ -39,6 +49,9 @@ def choose(
     if hosts:
         return parse_hosts(hosts, user)
     _need_selector(stack, role, image)
+    local = local_stack(stack)
+    if local is not None:
+        return from_local(local, role=role, user=user)
     from bake.cloud import auth
 
     try:
@@ -92,3 +105,40 @@ def _need_selector(stack: str | None, role: str | None, image: str | None) -> No
             "choose servers by --stack, --role or --image (or give hosts with -H)",
             EXIT_BAD_INPUT,
         )
+
+
+def local_stack(name: str | None):
+    """The local stack ``name`` of the artifact store (:mod:`bake.cloud.local.state`), or
+    None when there is no such local stack."""
+    from bake.cloud.local import state
+
+    if not name or not state.exists(state.default_store(), name):
+        return None
+    try:
+        return state.load(state.default_store(), name)
+    except state.StateError as exc:
+        raise DeployError(str(exc), EXIT_BAD_INPUT) from None
+
+
+def from_local(stack, role: str | None = None, user: str = "root") -> list[Target]:
+    """The running instances of a local stack (of ``role``, if given), by name."""
+    from bake.instances.nspawn import is_instance_process
+
+    chosen = [s for s in stack.servers if role in (None, s.role)]
+    running = [s for s in chosen if s.pid and is_instance_process(s.pid, Path(s.workdir))]
+    if not running:
+        what = f" with role {role}" if role else ""
+        raise DeployError(f"local stack {stack.name} has no running server{what}")
+    return [Target("127.0.0.1", s.ssh_port, user, name=s.name) for s in running]
+
+
+def stack_ssh(stack: str | None, ssh: SshOptions) -> SshOptions:
+    """``ssh`` with a local stack's key and known_hosts where none were given (no ``--key``;
+    the default known_hosts); unchanged for any other stack."""
+    local = local_stack(stack)
+    if local is None:
+        return ssh
+    keys = ssh.key_files or (Path(local.key),)
+    default = SshOptions().known_hosts
+    known = Path(local.known_hosts) if ssh.known_hosts == default else ssh.known_hosts
+    return dataclasses.replace(ssh, key_files=keys, known_hosts=known)

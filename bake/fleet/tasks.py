@@ -114,6 +114,7 @@ def run_task(
         os_cloud=os_cloud,
         user=user,
     )
+    ssh = inventory.stack_ssh(stack, ssh)  # a local stack's own key and known_hosts
     houses = Wheelhouses(Path(app)) if action == "deploy" else None
     settings = Settings(houses, keep, mode, health_timeout)
     act = ACTIONS[action]
