@@ -103,8 +103,8 @@ def values(server: Planned, subnet: str, settings: Settings, signal: str) -> dic
         "__WORKER_MEMORY__": settings.worker_memory,
         "__WORKER_ID__": server.handle,
         "__DATA_VOLUME_ID__": "",
-        "__DATASTORE_HOST__": address(subnet, "datastore"),
-        "__DATASTORE_URL__": settings.datastore_url,
+        "__DATASTORE_URL__": settings.datastore_url
+        or f"mongodb://{address(subnet, 'datastore')}:27017",
         "__REST_HOST__": address(subnet, "rest"),
         "__ZAQAR_URL__": settings.zaqar_url,
         "__ZAQAR_QUEUE__": settings.queue,
