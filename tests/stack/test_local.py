@@ -32,9 +32,12 @@ from bake.cloud import stackfiles as sf  # noqa: E402
 from bake.cloud.local import create, hostservers, roles  # noqa: E402
 from bake.cloud.local import state as st  # noqa: E402
 from bake.cloud.local.signals import Endpoint  # noqa: E402
+from tests.fixtures import browser as browser_fixtures  # noqa: E402
 from tests.stack.signals import send, success_signal  # noqa: E402
 from tests.stack.test_template import schema_problems  # noqa: E402
 
+chromedriver = browser_fixtures.chromedriver  # Chromium for the dashboard
+browser = browser_fixtures.browser
 REPO = Path(_REPO)
 BAKE = Path(sys.executable).parent / "bake"
 FAB = Path(sys.executable).parent / "fab"
@@ -301,3 +304,146 @@ def test_host_servers_start_answer_and_stop_leaving_nothing(tmp_path):
     for server in started:
         assert not hostservers.is_ours(server), server.name
         assert not hostservers.group_alive(server.pid), server.name
+
+
+# -- the whole stack, end to end -------------------------------------------------------------
+
+
+def ssh(stack: st.LocalStack, server: st.Server, command: str) -> str:
+    """Run ``command`` on a server as root with OpenSSH, the stack's key and known_hosts
+    (strict: an unknown or changed host key fails)."""
+    argv = ["ssh", "-i", stack.key, "-p", str(server.ssh_port), "-o", "BatchMode=yes"]
+    argv += ["-o", f"UserKnownHostsFile={stack.known_hosts}", "-o", "StrictHostKeyChecking=yes"]
+    argv += ["-o", "ConnectTimeout=15", "root@127.0.0.1", command]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"{server.name}: {command}: {result.stderr}"
+    return result.stdout.strip()
+
+
+def current_releases(stack: st.LocalStack) -> dict[str, str]:
+    return {s.name: ssh(stack, s, "basename $(readlink /opt/bbq/current)") for s in stack.servers}
+
+
+def executor_hosts(driver_ui: str) -> set[str]:
+    """The addresses of the job's executors (not its driver), from the driver's status API."""
+    import requests
+
+    apps = requests.get(f"{driver_ui}/api/v1/applications", timeout=10).json()
+    executors = requests.get(
+        f"{driver_ui}/api/v1/applications/{apps[0]['id']}/executors", timeout=10
+    ).json()
+    return {e["hostPort"].rsplit(":", 1)[0] for e in executors if e["id"] != "driver"}
+
+
+def stored(url: str) -> int:
+    import pymongo
+
+    client = pymongo.MongoClient(url, serverSelectionTimeoutMS=10000)
+    try:
+        return client["bbq"]["packets"].count_documents({})
+    finally:
+        client.close()
+
+
+def send_events(zaqar_url: str, count: int, prefix: str) -> None:
+    from tests.fixtures.rest import bbq_command
+
+    args = ["--config-file", "/dev/null", "--zaqar-url", zaqar_url, "--zaqar-queue", "bbq"]
+    result = subprocess.run(
+        [bbq_command("bbq-send"), *args, "post", "--generate", str(count), "--id-prefix", prefix],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0 and f"sent {count} messages" in result.stderr, result.stderr
+
+
+def nothing_left(stack: st.LocalStack) -> list[str]:
+    """Instances, mounts and processes of the stack still there (ps, /proc/self/mounts)."""
+    from bake import hostsys
+
+    left = [p for p in hostsys.mounts_under(Path(stack.store)) if stack.name in p]
+    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    left += [line for line in ps.splitlines() if str(stack.workdir) in line]
+    left += [f"{h.name} {h.pid}" for h in stack.host_servers if hostservers.is_ours(h)]
+    return left
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+def test_local_stack_end_to_end(
+    spark_artifact,
+    streaming_artifact,
+    rest_artifact,
+    image_store,
+    browser,
+    tmp_path,
+):
+    from bbq import testing
+
+    from tests.deploy.fleet import app_variant
+
+    name = f"e2e{os.getpid() % 10000}"
+    n = 2000
+    created = run(
+        BAKE, "stack", "create", "--local", name, "--workers", "2", store=image_store, timeout=1200
+    )
+    stack = st.load(image_store, name) if st.exists(image_store, name) else None
+    try:
+        assert created.returncode == 0, created.stderr[-4000:]
+        for handle in ("master", "worker-0", "worker-1", "rest", "streaming"):
+            assert f"{handle}: ready after" in created.stderr
+        assert "datastore: served on the host" in created.stderr
+        assert "zaqar: served on the host" in created.stderr
+        assert stack.status == "CREATE_COMPLETE"
+        outputs = json.loads(
+            run(BAKE, "stack", "outputs", "--local", name, "--json", store=image_store).stdout
+        )
+        workers = outputs["addresses"]["worker"]
+        assert len(workers) == 2 and outputs["servers"]["worker"] == [
+            f"{name}-worker-0",
+            f"{name}-worker-1",
+        ]
+
+        # Events through Zaqar, stored once each by the job on the local cluster.
+        send_events(outputs["zaqar_url"], n, "e2e")
+        testing.wait_until(lambda: stored(outputs["datastore_url"]) >= n, 300, what="stored")
+        assert stored(outputs["datastore_url"]) == n
+        assert executor_hosts("http://127.0.0.1:4040") == set(workers)
+
+        # The dashboard shows them.
+        browser.open(outputs["dashboard_url"])
+        total = "return document.getElementById('total').textContent"
+        browser.wait_for(f"{total} === '{n}'", timeout=60, what="dashboard total")
+        browser.screenshot(tmp_path / "dashboard.png")
+
+        # An app change to every role, then back.
+        before = current_releases(stack)
+        assert len(set(before.values())) == 1
+        variant = app_variant(tmp_path / "v2", version="0.9.0", marker="local-stack")
+        common = ["--stack", name, "--batch", "5"]
+        deployed = run(
+            FAB, "deploy", *common, "--app", str(variant), store=image_store, timeout=1200
+        )
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        after = current_releases(stack)
+        assert set(after) == set(before) and len(set(after.values())) == 1
+        assert set(after.values()) != set(before.values())
+        assert "0.9.0" in next(iter(after.values()))
+        rolled = run(FAB, "rollback", *common, store=image_store, timeout=1200)
+        assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+        assert current_releases(stack) == before
+        status = run(FAB, "status", "--stack", name, "--role", "streaming", store=image_store)
+        assert status.returncode == 0 and f"{name}-streaming" in status.stdout, status.stderr
+
+        # The job runs again after its restarts: more events are stored.
+        send_events(outputs["zaqar_url"], 500, "after")
+        testing.wait_until(lambda: stored(outputs["datastore_url"]) >= n + 500, 300, what="more")
+        assert stored(outputs["datastore_url"]) == n + 500
+    finally:
+        if stack is not None:
+            deleted = run(BAKE, "stack", "delete", "--local", name, store=image_store, timeout=600)
+            assert deleted.returncode == 0, deleted.stderr
+            assert "nothing left" in deleted.stdout
+            assert nothing_left(stack) == []
+            assert not stack.path.exists() and not stack.workdir.exists()
