@@ -26,8 +26,6 @@ from bake.cloud import stackfiles as sf  # noqa: E402
 
 REPO = Path(_REPO)
 BAKE = Path(sys.executable).parent / "bake"
-SCHEMA_IN_PACKAGE = "usr/lib/python3/dist-packages/cloudinit/config/schemas/"
-SCHEMA_FILE = "schema-cloud-config-v1.json"
 # What Heat's WaitConditionHandle gives as curl_cli (heat/engine/resources/openstack/heat/
 # wait_condition_handle.py): quotes and ": " included, so the filled file must stay YAML.
 CURL_CLI = (
@@ -41,28 +39,6 @@ ROLES = ("datastore", "master", "worker", "rest", "streaming")
 @pytest.fixture(scope="session")
 def bundle() -> sf.Bundle:
     return sf.load()
-
-
-@pytest.fixture(scope="session")
-def cloud_config_schema(tmp_path_factory) -> dict:
-    """cloud-init's cloud-config JSON schema, from Debian's cloud-init package."""
-    installed = Path("/") / SCHEMA_IN_PACKAGE / SCHEMA_FILE
-    if installed.is_file():
-        return json.loads(installed.read_text())
-    work = tmp_path_factory.mktemp("cloud-init")
-    try:
-        subprocess.run(
-            ["apt-get", "download", "-q", "cloud-init"],
-            cwd=work,
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-        deb = next(work.glob("cloud-init_*.deb"))
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(work / "x")], check=True, timeout=60)
-    except (subprocess.SubprocessError, OSError, StopIteration) as exc:
-        pytest.skip(f"cloud-init's schema unavailable (apt-get download cloud-init): {exc}")
-    return json.loads((work / "x" / SCHEMA_IN_PACKAGE / SCHEMA_FILE).read_text())
 
 
 def schema_problems(document: dict, schema: dict) -> list[str]:

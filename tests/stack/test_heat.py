@@ -1,0 +1,208 @@
+"""``bake stack`` against real Heat, Nova (fake virt driver), Neutron, Glance and Keystone on
+127.0.0.1 (tests/fixtures/heat.py): create to CREATE_COMPLETE, what Nova says of every server,
+outputs, update 2 -> 3 workers, a rebuild onto a newer image, delete leaving nothing, and the
+failures a user meets first.
+
+Nova's fake driver boots nothing, so no cloud-init runs: the test sends each server's
+wait-condition signal from its own user data (tests/stack/signals.py), as cloud-init would.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+_REPO = str(Path(__file__).resolve().parents[2])
+if _REPO not in sys.path:
+    sys.path.insert(0, _REPO)
+
+from bake.cloud import stackfiles as sf  # noqa: E402
+from tests.fixtures.heat import NETWORK  # noqa: E402
+from tests.stack.conftest import run_bake  # noqa: E402
+from tests.stack.signals import Signaller, user_data  # noqa: E402
+from tests.stack.test_template import schema_problems  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
+SECRET = "zaqar-Secret-4711"
+BASE = ["-P", f"network={NETWORK}", "-P", "ready_timeout=180", "--timeout", "15"]
+JOB = [
+    "-P",
+    "zaqar_url=http://192.0.2.50:8888",
+    "-P",
+    "keystone_auth_url=http://192.0.2.51:5000/v3",
+    "-P",
+    "keystone_username=bbq-job",
+    "-P",
+    f"keystone_password={SECRET}",
+    "-P",
+    "keystone_project_name=bbq",
+]
+
+
+def stack_servers(nova, name: str) -> dict[str, list]:
+    """{role: [servers]} of a stack, from Nova's metadata."""
+    roles: dict[str, list] = {}
+    for server in nova.servers.list(detailed=True):
+        if (server.metadata or {}).get("bbq_stack") == name:
+            roles.setdefault(server.metadata["bbq_role"], []).append(server)
+    return {role: sorted(found, key=lambda s: s.name) for role, found in roles.items()}
+
+
+def address(server) -> str:
+    return next(a["addr"] for entries in server.addresses.values() for a in entries)
+
+
+def one_line_error(result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("error: "), result.stderr
+    assert not any("Traceback" in line for line in lines), result.stderr
+    return lines[-1]
+
+
+def check_servers(nova, name, published, flavors, schema) -> dict[str, list]:
+    """Each server's image, flavor, metadata and user data, as Nova has them."""
+    roles = stack_servers(nova, name)
+    assert {r: len(s) for r, s in roles.items()} == {
+        "datastore": 1,
+        "master": 1,
+        "worker": 2,
+        "rest": 1,
+        "streaming": 1,
+    }
+    flavor_of = {"datastore": "m1.medium", "master": "m1.medium", "worker": "m1.large"}
+    flavor_of |= {"rest": "m1.small", "streaming": "m1.medium"}
+    master_ip = address(roles["master"][0])
+    for role, servers in roles.items():
+        for server in servers:
+            assert server.status == "ACTIVE"
+            assert server.image["id"] == published[sf.ROLES[role]], (role, server.image)
+            assert server.flavor["id"] == flavors[flavor_of[role]], role
+            assert server.metadata["bbq_stack"] == name
+            text = user_data(nova, server.id)
+            assert text.startswith("#cloud-config\n") and sf.placeholders(text) == set(), role
+            assert schema_problems(yaml.safe_load(text), schema) == [], role
+            if role in ("master", "worker", "streaming"):
+                assert master_ip in text, role
+    streaming = user_data(nova, roles["streaming"][0].id)
+    for host in (roles["datastore"][0], roles["rest"][0], roles["streaming"][0]):
+        assert address(host) in streaming
+    assert SECRET in streaming and "auth_type = password" in streaming
+    assert "SPARK_WORKER_CORES=2" in user_data(nova, roles["worker"][0].id)
+    return roles
+
+
+def test_create_show_outputs_update_delete(heat_env, nova, published, flavors, cloud_config_schema):
+    name = "bbq1"
+    with Signaller(nova, name) as signals:
+        created = run_bake("stack", "create", name, "--wait", *BASE, *JOB, env=heat_env)
+    assert created.returncode == 0, created.stderr[-3000:]
+    assert f"bake: stack {name}: CREATE_COMPLETE" in created.stdout
+    assert "streaming_handle SIGNAL_COMPLETE" in created.stderr  # progress from events
+    assert signals.errors == [] and len(signals.signalled) == 6, signals.signalled
+    assert all(status.endswith(" 200 OK") for status in signals.signalled.values())
+    assert SECRET not in created.stdout + created.stderr
+
+    roles = check_servers(nova, name, published, flavors, cloud_config_schema)
+
+    outputs = run_bake("stack", "outputs", name, "--json", env=heat_env)
+    assert outputs.returncode == 0, outputs.stderr
+    assert SECRET not in outputs.stdout
+    values = json.loads(outputs.stdout)
+    master_ip = address(roles["master"][0])
+    assert values["spark_master_url"] == f"spark://{master_ip}:7077"
+    assert values["spark_ui_url"] == f"http://{master_ip}:8080/"
+    rest_ip = address(roles["rest"][0])
+    assert values["dashboard_url"] == f"http://{rest_ip}:8780/"
+    assert values["rest_url"] == f"http://{rest_ip}:8780/api/v1"
+    assert {r: sorted(ids) for r, ids in values["servers"].items()} == {
+        r: sorted(s.id for s in servers) for r, servers in roles.items()
+    }
+    one = run_bake("stack", "outputs", name, "spark_master_url", env=heat_env)
+    assert one.stdout.strip() == f"spark://{master_ip}:7077"
+
+    shown = run_bake("stack", "show", name, env=heat_env)
+    assert shown.returncode == 0 and "CREATE_COMPLETE" in shown.stdout
+    assert SECRET not in shown.stdout and "keystone_password = ******" in shown.stdout
+    assert sum(f"{name}-worker-" in line for line in shown.stdout.splitlines()) == 2
+    listed = run_bake("stack", "list", "--json", env=heat_env)
+    assert [s["name"] for s in json.loads(listed.stdout)] == [name]
+
+    before = {s.id for s in roles["worker"]}
+    with Signaller(nova, name) as signals:
+        signals.signalled.update({s.name: "before" for r in roles.values() for s in r})
+        updated = run_bake("stack", "update", name, "--workers", "3", "--wait", env=heat_env)
+    assert updated.returncode == 0, updated.stderr[-3000:]
+    assert f"bake: stack {name}: UPDATE_COMPLETE" in updated.stdout
+    assert "worker_count: 2 -> 3" in updated.stderr
+    workers = stack_servers(nova, name)["worker"]
+    assert len(workers) == 3 and before < {s.id for s in workers}
+    assert signals.errors == [] and signals.signalled[f"{name}-worker-2"].endswith(" 200 OK")
+    again = run_bake("stack", "update", name, "--workers", "3", env=heat_env)
+    assert again.returncode == 0 and "nothing to change" in again.stdout
+
+    deleted = run_bake("stack", "delete", name, env=heat_env)
+    assert deleted.returncode == 0, deleted.stderr[-3000:]
+    assert "nothing left" in deleted.stdout
+    assert stack_servers(nova, name) == {}
+    ports = nova.client.session.get(
+        nova.client.session.get_endpoint(service_type="network", interface="public")
+        + "/v2.0/ports",
+        timeout=60,
+    ).json()["ports"]
+    assert [p["name"] for p in ports if p["name"].startswith(f"{name}-")] == []
+    listed = run_bake("stack", "list", "--json", env=heat_env)
+    assert json.loads(listed.stdout) == []
+    gone = run_bake("stack", "show", name, env=heat_env)
+    assert gone.returncode == 2 and one_line_error(gone) == f"error: no stack '{name}'"
+
+
+def test_missing_image_fails_in_one_clear_line(heat_env, published, flavors):
+    result = run_bake(
+        "stack", "create", "bbq-bad", "--image", "rest=no-such-image", *BASE, env=heat_env
+    )
+    assert result.returncode == 2
+    line = one_line_error(result)
+    assert "rest_image" in line and "no-such-image" in line, line
+    listed = run_bake("stack", "list", "--json", env=heat_env)
+    assert "bbq-bad" not in listed.stdout
+
+
+def test_spec_never_published_fails_in_one_clear_line(heat_cloud, heat_env, published, tmp_path):
+    """A project that sees no image of a role's spec: bake names the spec, creates nothing."""
+    s = heat_cloud.session()
+    ks = heat_cloud.auth_url
+    project = s.post(f"{ks}/projects", json={"project": {"name": "empty"}}).json()["project"]
+    user = s.post(f"{ks}/users", json={"user": {"name": "nobody", "password": "nobody-pw"}}).json()[
+        "user"
+    ]
+    for role_name in ("member", "heat_stack_owner"):
+        role = s.get(f"{ks}/roles", params={"name": role_name}).json()["roles"][0]
+        s.put(f"{ks}/projects/{project['id']}/users/{user['id']}/roles/{role['id']}")
+    clouds = {
+        "clouds": {
+            "empty": {
+                "auth": {
+                    "auth_url": ks,
+                    "username": "nobody",
+                    "password": "nobody-pw",
+                    "project_name": "empty",
+                    "user_domain_name": "Default",
+                    "project_domain_name": "Default",
+                },
+                "region_name": "RegionOne",
+            }
+        }
+    }
+    path = tmp_path / "clouds.yaml"
+    path.write_text(yaml.safe_dump(clouds))
+    env = {"OS_CLIENT_CONFIG_FILE": str(path), "OS_CLOUD": "empty"}
+    result = run_bake("stack", "create", "bbq-empty", *BASE, env=env)
+    assert result.returncode == 2
+    line = one_line_error(result)
+    assert "Glance has no active image of spec bbq-datastore" in line, line
+    assert "--image datastore=" in line
