@@ -8,6 +8,7 @@ health is the health URL alone, answered by a real HTTP server on 127.0.0.1.
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import getpass
 import hashlib
@@ -16,6 +17,7 @@ import os
 import subprocess
 import threading
 import time
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -232,3 +234,79 @@ def test_scripts_are_package_data_and_end_their_here_document():
     line = scripts.command("switch.sh", ["a b", ""])
     assert line.startswith("BBQ_ROOT=/opt/bbq ") and " bash -s -- 'a b' '' <<'BBQ_SCRIPT'\n" in line
     assert line.endswith("\nBBQ_SCRIPT") and "why_unhealthy() {" in line
+
+
+def wheel(directory: Path, version: str, requires: str = "") -> str:
+    """A small real wheel of the app (``bbq``) at ``version``; its file name."""
+    name = f"bbq-{version}-py3-none-any.whl"
+    info = f"bbq-{version}.dist-info"
+    files = {
+        "bbq/__init__.py": f"VERSION = {version!r}\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: bbq\nVersion: {version}\n{requires}",
+        f"{info}/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
+    }
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
+        record.append(f"{path},sha256={digest.decode()},{len(text.encode())}")
+    files[f"{info}/RECORD"] = "\n".join([*record, f"{info}/RECORD,,"]) + "\n"
+    with zipfile.ZipFile(directory / name, "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+    return name
+
+
+def install(layout, release, base, mode, send, link="", requires_changed="no"):
+    """Run install.sh as host.install does (no units); the CompletedProcess."""
+    stage = Path(layout.stage)
+    manifest = "\n".join(f"sha  {w}" for w in send.split() + link.split())
+    install_ = " ".join(send.split() + link.split())
+    version = release.split("-")[0]
+    args = [release, base, mode, str(stage), manifest, "bbq", version, link, send, install_]
+    args += ["", requires_changed]
+    return sh(scripts.command("install.sh", args, layout), timeout=300)
+
+
+@pytest.mark.slow  # real venvs and pip: 10-30 s each
+def test_install_fresh_then_clone(host):
+    stage = Path(host.stage)
+    stage.mkdir()
+    first = wheel(stage, "0.2.0")
+    run = install(host, "0.2.0-a", "r2", "fresh", first)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "0.2.0"  # the installed app's version
+    release = Path(host.release("0.2.0-a"))
+    assert (release / "RELEASE").read_text() == "0.2.0-a\n"
+    assert (release / "WHEELS").read_text() == f"sha  {first}\n"
+    assert Path(host.pool, first).is_file() and not stage.exists()  # sent: now in the pool
+    # A clone of it with the next app wheel: the venv's own paths name the new release.
+    stage.mkdir()
+    second = wheel(stage, "0.3.0")
+    os.remove(host.current)
+    os.symlink("releases/0.2.0-a", host.current)
+    run = install(host, "0.3.0-b", "0.2.0-a", "clone", second)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "0.3.0"
+    clone = Path(host.release("0.3.0-b"))
+    assert (
+        f"{host.releases}/0.3.0-b"
+        in (clone / "pyvenv.cfg").read_text() + (clone / "bin" / "activate").read_text()
+    )
+    assert f"{host.releases}/0.2.0-a/" not in (clone / "bin" / "activate").read_text()
+    assert "0.2.0-a" not in (clone / "bin" / "pip").read_text().splitlines()[0]
+    assert (release / "RELEASE").exists()  # the base is untouched
+    assert subprocess.run([clone / "bin" / "python", "-c", "import bbq"]).returncode == 0
+
+
+@pytest.mark.slow  # real venvs and pip: 10-30 s each
+def test_a_failed_install_leaves_nothing(host):
+    stage = Path(host.stage)
+    stage.mkdir()
+    broken = wheel(stage, "0.2.0", requires="Requires-Dist: not-in-the-wheelhouse\n")
+    run = install(host, "0.2.0-a", "r2", "fresh", broken)
+    assert run.returncode != 0
+    assert "not-in-the-wheelhouse" in run.stderr
+    assert not Path(host.release("0.2.0-a")).exists() and not stage.exists()
+    assert not Path(host.pool, broken).exists()  # the pool only gains wheels of a good release
