@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import datetime as dt
+import importlib
 import itertools
 import json
 import logging
@@ -370,6 +371,12 @@ def main(argv: list[str] | None = None) -> int:
         spark_settings(conf)
     except ValueError as exc:
         print(f"bbq-stream: {exc}", file=sys.stderr)
+        return 2
+    try:  # the engine first: waiting for dependencies is pointless without it
+        for engine in ("pyspark", "pyarrow"):
+            importlib.import_module(engine)
+    except ImportError as exc:
+        print(f"bbq-stream: {exc} (install bbq[spark,stream])", file=sys.stderr)
         return 2
     from bbq import deps
 
