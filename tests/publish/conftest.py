@@ -6,21 +6,15 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
-_REPO = str(Path(__file__).resolve().parents[2])
-if _REPO not in sys.path:
-    sys.path.insert(0, _REPO)
-
-from bake.artifacts import Artifact, Store  # noqa: E402
-from bake.cloud import auth  # noqa: E402
-from tests.fixtures.fake_nova import FakeNova  # noqa: E402
-from tests.fixtures.openstack import CLOUD_NAME, OpenStack  # noqa: E402
-from tests.publish.helpers import make_qcow2  # noqa: E402
+from bake.artifacts import Artifact, Store
+from bake.cloud import auth
+from tests.fixtures.fake_nova import FakeNova
+from tests.fixtures.openstack import CLOUD_NAME, OpenStack
+from tests.publish.helpers import make_qcow2
 
 
 @pytest.fixture(scope="session")
