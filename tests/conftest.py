@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.images"]
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
+pytest_plugins = ["tests.fixtures.images"]
 
 
 @pytest.fixture

@@ -3,12 +3,11 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from bbq import config
 
-APP = Path(__file__).resolve().parents[2] / "app"
+from tests.support.paths import APP
 
 
 def test_sample_config_is_in_sync(tmp_path):

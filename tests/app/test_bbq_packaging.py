@@ -4,13 +4,14 @@ and pyspark belong to the Spark job only (extras ``stream`` and ``spark``)."""
 import configparser
 import subprocess
 import sys
-from pathlib import Path
 
 import requests
 from bbq import testing
 from packaging.requirements import Requirement
 
-SETUP_CFG = Path(__file__).resolve().parents[2] / "app" / "setup.cfg"
+from tests.support.paths import APP
+
+SETUP_CFG = APP / "setup.cfg"
 JOB_ONLY = ("pyarrow", "pandas", "pyspark")
 
 # Runs a console script's entry point with the job-only modules made unimportable

@@ -17,7 +17,8 @@ import pytest
 from bake import hostsys
 from bake.artifacts import Artifact
 from bake.hashing import tree_hash
-from tests.bake.conftest import BAKE, REPO, run_bake
+from tests.support.cli import run_bake
+from tests.support.paths import BAKE, REPO
 
 pytestmark = pytest.mark.slow
 SPEC = "image-specs/base.yaml"

@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from tests.bake.conftest import REPO
+from tests.support.paths import REPO
 
 ELEMENT = REPO / "elements" / "bbq-cleanup"
 SCRIPT = ELEMENT / "finalise.d" / "90-bbq-cleanup"

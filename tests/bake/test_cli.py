@@ -10,7 +10,8 @@ import pytest
 from bake import build
 from bake.artifacts import Store
 from bake.spec import spec_files
-from tests.bake.conftest import MIRROR_ENV, REPO, run_bake
+from tests.support.cli import MIRROR_ENV, run_bake
+from tests.support.paths import REPO
 
 
 def test_dry_run_prints_the_exact_command_and_environment(tmp_path):
@@ -117,7 +118,7 @@ def test_builds_sharing_a_cache_wait_for_each_other_and_stop_cleanly(tmp_path):
     import signal
     import subprocess
 
-    from tests.bake.conftest import BAKE
+    from tests.support.paths import BAKE
 
     cache, store = tmp_path / "cache", tmp_path / "store"
     cache.mkdir()

@@ -13,7 +13,7 @@ from bake.fingerprint import fingerprint, our_elements
 from bake.hashing import tree_hash
 from bake.plan import NOT_IN_FINGERPRINT, make_plan
 from bake.spec import load_spec
-from tests.bake.conftest import MIRROR_ENV, run_bake
+from tests.support.cli import MIRROR_ENV, run_bake
 
 SPEC = """\
 name: fp-test

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from bake.artifacts import MANIFEST, Artifact, ArtifactError, Store
 from bake.spec import SpecError, load_spec
-from tests.bake.conftest import BAKE, REPO, run_bake
+from tests.support.cli import run_bake
+from tests.support.paths import BAKE, REPO
 
 CASES = settings(
     max_examples=300,

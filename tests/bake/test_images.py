@@ -14,7 +14,7 @@ import zipfile
 
 import pytest
 
-from tests.bake.conftest import REPO
+from tests.support.paths import REPO
 
 ELEMENTS = REPO / "elements"
 SPARK_UNITS = ELEMENTS / "spark" / "static" / "usr" / "lib" / "systemd" / "system"

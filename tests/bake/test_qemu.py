@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from bake.instances import InstanceError, qemu
-from tests.bake.conftest import run_bake
+from tests.support.cli import run_bake
 
 CONSOLE = """\
 [   30.1] cloud-init[512]: Cloud-init v. 22.4.2 running 'modules:final'

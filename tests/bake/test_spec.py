@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from bake import cli, distros, specfields
 from bake.spec import DEFAULTS, Spec, SpecError, load_spec, merge, spec_files
-from tests.bake.conftest import REPO, run_bake
+from tests.support.cli import run_bake
+from tests.support.paths import REPO
 
 GOOD = """\
 name: tiny
@@ -295,7 +296,7 @@ def test_spec_error_lists_problems(project):
 def test_app_extras_reach_the_plan_and_the_fingerprint(project):
     from bake.fingerprint import fingerprint
     from bake.plan import make_plan
-    from tests.bake.conftest import MIRROR_ENV
+    from tests.support.cli import MIRROR_ENV
 
     def plan_of(app: str):
         _write(project, {"x.yaml": GOOD + app})

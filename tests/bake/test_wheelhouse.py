@@ -9,7 +9,7 @@ import pytest
 
 from bake import wheelhouse
 from bake.hashing import tree_hash
-from tests.bake.conftest import REPO
+from tests.support.paths import REPO
 
 
 def tiny_app(root: Path, extras: str = "fancy =\n") -> Path:

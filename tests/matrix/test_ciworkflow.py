@@ -9,8 +9,8 @@ import yaml
 
 from bake import matrix as matrices
 from bake.matrix import ciworkflow
-from tests.bake.conftest import REPO
 from tests.matrix.conftest import write_matrix
+from tests.support.paths import REPO
 
 
 def test_committed_workflow_is_in_sync_with_the_matrix():

@@ -8,8 +8,9 @@ import pytest
 
 from bake import matrix as matrices
 from bake.spec import SpecError
-from tests.bake.conftest import MIRROR_ENV, REPO, run_bake
 from tests.matrix.conftest import write_matrix
+from tests.support.cli import MIRROR_ENV, run_bake
+from tests.support.paths import REPO
 
 
 @pytest.fixture(scope="module")

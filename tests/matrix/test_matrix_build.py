@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.bake.conftest import run_bake
 from tests.matrix.conftest import write_matrix
+from tests.support.cli import run_bake
 
 pytestmark = pytest.mark.slow
 
@@ -93,7 +93,7 @@ def test_sigterm_stops_every_row_and_keeps_nothing(project):
     import subprocess
     import time
 
-    from tests.bake.conftest import BAKE
+    from tests.support.paths import BAKE
 
     _two_row_project(project)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIB_")}
