@@ -63,6 +63,8 @@ class Creation:
         self.lock = threading.Lock()
         self.started = time.monotonic()
         self.instances: dict[str, object] = {}
+        # Set when create is interrupted: a boot still under way stops its instance.
+        self.cancelled = threading.Event()
 
     def save(self) -> None:
         with self.lock:
@@ -91,6 +93,9 @@ class Creation:
         return settings
 
     def _record_host(self, server: st.HostServer, why: str) -> None:
+        if self.cancelled.is_set():  # create was interrupted meanwhile
+            hostservers.stop(server)
+            raise Interrupted("create interrupted")
         with self.lock:
             self.stack.host_servers.append(server)
             self.stack.save()
@@ -104,8 +109,10 @@ class Creation:
     # -- instances ----------------------------------------------------------------------
 
     def boot(self, server: st.Server, planned: roles.Planned, user_data: str) -> None:
-        from bake.instances.nspawn import CloudInit, start
+        from bake.instances.nspawn import CloudInit, start, stop
 
+        if self.cancelled.is_set():
+            return
         server.status = "BOOTING"
         self.save()
         seed = CloudInit(user_data, f"{server.name}-{uuid.uuid4().hex[:8]}")
@@ -120,6 +127,9 @@ class Creation:
             cloud_init=seed,
             client_key=Path(self.stack.key),
         )
+        if self.cancelled.is_set():
+            stop(instance)
+            return
         self.instances[server.name] = instance
         with self.lock:
             server.pid = instance.process.pid
@@ -255,6 +265,7 @@ def create(request: Request) -> st.LocalStack:
         try:
             _run(creation, found)
         except (KeyboardInterrupt, Interrupted) as exc:
+            creation.cancelled.set()
             say(stack.name, "interrupted: stopping what was started")
             from bake.cloud.local import remove
 
@@ -275,35 +286,34 @@ def create(request: Request) -> st.LocalStack:
 
 def _run(creation: Creation, found: dict) -> None:
     request, stack = creation.request, creation.stack
-    settings = creation.host_servers()
-    planned = roles.plan(stack.name, stack.subnet, settings.workers)
+    planned = roles.plan(stack.name, stack.subnet, request.settings.workers)
     rootfs = {role: images.rootfs(request.store, a) for role, a in found.items()}
     for item in planned:
         stack.servers.append(_server_record(stack, item, found[item.role], rootfs[item.role]))
     stack.save()
-    data = {
-        item.name: roles.user_data(
-            item,
-            roles.values(item, stack.subnet, settings, creation.endpoint.curl_cli(item.handle)),
-        )
-        for item in planned
-    }
     by_name = {item.name: item for item in planned}
     deadline = time.monotonic() + request.ready_timeout
 
-    def boot(server: st.Server) -> None:
-        creation.boot(server, by_name[server.name], data[server.name])
+    def boot(server: st.Server, settings: roles.Settings) -> None:
+        item = by_name[server.name]
+        signal_ = creation.endpoint.curl_cli(item.handle)
+        data = roles.user_data(item, roles.values(item, stack.subnet, settings, signal_))
+        creation.boot(server, item, data)
 
     first = [s for s in stack.servers if s.role != "streaming"]
-    last = [s for s in stack.servers if s.role == "streaming"]
+    last = [s for s in stack.servers if s.role == "streaming"]  # it needs the host servers
     if request.serial:
+        settings = creation.host_servers()
         for server in first + last:
-            boot(server)
+            boot(server, settings)
             creation.wait_ready([server], deadline)
     else:
-        _boot_all(first, boot)
-        creation.wait_ready(first, deadline)
-        _boot_all(last, boot)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            hosts = pool.submit(creation.host_servers)
+            _boot_all(first, lambda server: boot(server, request.settings))
+            creation.wait_ready(first, deadline)
+            settings = hosts.result()
+        _boot_all(last, lambda server: boot(server, settings))
         creation.wait_ready(last, deadline)
     stack.outputs = outputs(stack, settings)
     stack.status, stack.reason = "CREATE_COMPLETE", f"every role ready after {creation.elapsed()}"
