@@ -16,29 +16,20 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from bake import resources, ui
 from bake import spec as specs
-from bake import ui
 from bake.artifacts import Store
 from bake.errors import EXIT_BAD_INPUT, EXIT_FAILED, BakeError, InputError
-
-
-def project_root(start: Path) -> Path:
-    """The first directory at or above ``start`` that has an ``elements/`` directory."""
-    start = start.resolve()
-    for directory in (start, *start.parents):
-        if (directory / "elements").is_dir():
-            return directory
-    return Path.cwd()
 
 
 def _elements_dir(args: argparse.Namespace, spec_path: Path) -> Path:
     if args.elements_dir:
         return Path(args.elements_dir)
-    return project_root(spec_path.parent) / "elements"
+    return resources.elements_dir(spec_path)  # the checkout's, else the shipped ones
 
 
 def _load(args: argparse.Namespace, path: str) -> specs.Spec:
-    spec_path = Path(path)
+    spec_path = resources.spec_path(path)  # a file, or a shipped spec's name (`base`)
     elements_dir = _elements_dir(args, spec_path)
     spec = specs.load_spec(spec_path, [elements_dir], root=Path.cwd())
     if getattr(args, "partitioned", None) is not None:
@@ -51,7 +42,7 @@ def _plan_and_fingerprint(args: argparse.Namespace, path: str):
     from bake.plan import make_plan
 
     spec = _load(args, path)
-    elements_dir = _elements_dir(args, Path(path))
+    elements_dir = _elements_dir(args, resources.spec_path(path))
     try:
         plan = make_plan(spec, elements_dir, os.environ, app_dir=elements_dir.parent / "app")
     except InputError as exc:
@@ -60,9 +51,9 @@ def _plan_and_fingerprint(args: argparse.Namespace, path: str):
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    paths = args.specs or [str(p) for p in specs.spec_files(Path("image-specs"))]
+    paths = args.specs or [str(p) for p in specs.spec_files(resources.specs_dir())]
     if not paths:
-        raise InputError("no specs given and none found in image-specs/")
+        raise InputError(f"no specs given and none found in {resources.specs_dir()}/")
     failed = 0
     for path in paths:
         try:
@@ -260,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     from bake.matrix import commands as matrix_commands
 
     parser = argparse.ArgumentParser(prog="bake", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"bake {resources.version()}")
     parser.add_argument(
         "--elements-dir", help="our elements (default: elements/ beside the spec's directory)"
     )
