@@ -1,12 +1,12 @@
-"""Build hook: ship the checkout's elements/ and image-specs/ inside the ``bake`` package.
+"""Build hook: ship the checkout's elements/, image-specs/ and stacks/ inside ``bake``.
 
 Everything else is declared in setup.cfg (metadata, packages, dependencies) and pyproject.toml
-(the build system, the version from git tags with setuptools-scm). The two directories live at
-the top of the checkout, beside ``bake/``, because that is where diskimage-builder's and the
-specs' own conventions put them; a wheel carries them as ``bake/_data/elements`` and
-``bake/_data/image-specs``, where :mod:`bake.resources` finds them when ``bake`` runs outside
-a checkout. File modes are kept: an element script's exec bit decides whether
-diskimage-builder runs it (and is part of the fingerprint).
+(the build system, the version from git tags with setuptools-scm). The directories live at the
+top of the checkout, beside ``bake/``, where diskimage-builder's and the specs' own
+conventions put them; a wheel carries them as ``bake/_data/elements``,
+``bake/_data/image-specs`` and ``bake/_data/stacks``, where :mod:`bake.resources` finds
+them when ``bake`` runs outside a checkout. File modes are kept: an element script's exec bit
+decides whether diskimage-builder runs it (and is part of the fingerprint).
 """
 
 from pathlib import Path
@@ -15,7 +15,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 TOP = Path(__file__).resolve().parent
-SHIPPED = ("elements", "image-specs")  # top-level directories -> bake/_data/<name>
+SHIPPED = ("elements", "image-specs", "stacks")  # top-level directories -> bake/_data/<name>
 
 
 def _shipped_files():
