@@ -22,15 +22,15 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bake.hostsys import free_port
 from bake.instances import Instance, boot
+from tests.support.paths import APP, FAB, REPO
 
-REPO = Path(__file__).resolve().parents[2]
-FAB = Path(sys.executable).parent / "fab"
+__all__ = ["FAB", "REPO", "UNHEALTHY_FLAG", "Fleet", "app_variant"]
+
 # While this file exists on an instance its REST service answers /healthz with 503 (the app's
 # [rest] unhealthy_file option, set on every instance by Fleet.boot): any release there fails
 # its health check.
@@ -45,7 +45,7 @@ def app_variant(target: Path, version: str, marker: str) -> Path:
     """
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(
-        REPO / "app",
+        APP,
         target,
         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist"),
     )
