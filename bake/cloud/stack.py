@@ -162,7 +162,7 @@ class Heat:
         from heatclient import client as heat_client
 
         self.cloud = cloud
-        kwargs = {k: v for k, v in cloud.adapter_kwargs("orchestration").items()}
+        kwargs = cloud.adapter_kwargs("orchestration")
         self.client = heat_client.Client("1", session=cloud.session, **kwargs)
 
     def call(self, what: str, func: Callable, *args: Any, **kwargs: Any) -> Any:
