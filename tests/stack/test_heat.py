@@ -96,7 +96,9 @@ def check_servers(nova, name, published, flavors, schema) -> dict[str, list]:
     return roles
 
 
-def test_create_show_outputs_update_delete(heat_env, nova, published, flavors, cloud_config_schema):
+def test_create_show_outputs_update_delete(
+    heat_env, nova, publish, published, flavors, cloud_config_schema
+):
     name = "bbq1"
     with Signaller(nova, name) as signals:
         created = run_bake("stack", "create", name, "--wait", *BASE, *JOB, env=heat_env)
@@ -144,6 +146,16 @@ def test_create_show_outputs_update_delete(heat_env, nova, published, flavors, c
     assert signals.errors == [] and signals.signalled[f"{name}-worker-2"].endswith(" 200 OK")
     again = run_bake("stack", "update", name, "--workers", "3", env=heat_env)
     assert again.returncode == 0 and "nothing to change" in again.stdout
+
+    # A newer rest image: --latest-images rebuilds that server in place (same server, address)
+    rest = stack_servers(nova, name)["rest"][0]
+    newer = publish("bbq-rest", "0.2.0")
+    rebuilt = run_bake("stack", "update", name, "--latest-images", "--wait", env=heat_env)
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    assert f"rest_image: {published['bbq-rest']} -> {newer}" in rebuilt.stderr
+    assert "master_image:" not in rebuilt.stderr  # unchanged roles are not sent
+    now = stack_servers(nova, name)["rest"][0]
+    assert (now.id, address(now), now.image["id"]) == (rest.id, address(rest), newer)
 
     deleted = run_bake("stack", "delete", name, env=heat_env)
     assert deleted.returncode == 0, deleted.stderr[-3000:]
