@@ -11,7 +11,9 @@ module             what
 ``shipment``       the local side: wheelhouses, and the plan of what a host gets
 ``results``        :class:`~bake.fleet.results.Result` and :class:`~bake.fleet.results.HostResult`
 ``host``           per-host actions: deploy, rollback, restart, status, releases
-``rollout``        many hosts in batches, ``--max-fail``, the results table
+``plans``          ``--check``: what deploy, rollback or restart would do on a host
+``options``        every option of the tasks, declared once and read (``--batch 1,25%``)
+``rollout``        many hosts in batches, ``--max-fail``, the results as a table or JSON
 ``inventory``      which hosts: ``-H``, or Nova servers by role, image or stack
 ``tasks``          behind ``fabfile.py``: ``run_task`` and the executor ``fabric.yaml`` names
 =================  ==========================================================================

@@ -188,11 +188,19 @@ def _report_deploy(result: HostResult, switched: Switched, back: str, label: str
     say(label, f"back on {back}{unhealthy}")
 
 
-def _check_deployable(state: HostState, layout: HostLayout) -> None:
+def check_deployable(state: HostState, layout: HostLayout) -> None:
     if state.current is None:
         raise DeployError(f"no {layout.current} on the host: not a bbq instance")
     if state.switch_busy:
         raise DeployError("a switch of an earlier deploy is still running on the host")
+
+
+def pruned(releases: Sequence[str], release: str, keep: int, back: str) -> list[str]:
+    """The releases a healthy switch to ``release`` removes: all but the newest ``keep``
+    (``release`` counted) and the one to go back to."""
+    order = [r for r in releases if r != release] + [release]
+    kept = set(order[-keep:]) | {release, back}
+    return [r for r in order if r not in kept]
 
 
 def deploy_host(
@@ -218,7 +226,7 @@ def deploy_host(
         result.to_release = release
         with locked_state(c, release, layout) as state:
             result.from_release = state.current or ""
-            _check_deployable(state, layout)
+            check_deployable(state, layout)
             back = state.last_healthy() or ""
             if state.current == release and not state.switching:
                 say(label, f"already on {release}: nothing to do")
@@ -234,15 +242,23 @@ def deploy_host(
                     raise DeployError(
                         f"before the switch, still on {state.current}: {reason(exc)}"
                     ) from None
-            order = [r for r in state.releases if r != release] + [release]
-            kept = set(order[-keep:]) | {release, back}
-            prune = [r for r in order if r not in kept]
-            change = Switch(release, back, back, prune)
+            change = Switch(release, back, back, pruned(state.releases, release, keep, back))
             switched = switch(c, state, change, health_timeout, label, layout)
             result.restarted = True
             _report_deploy(result, switched, back, label)
 
     return attempt(label, work)
+
+
+def rollback_target(state: HostState) -> str:
+    """The release a rollback goes to: the one an unconfirmed switch came from, else the
+    one installed before the current one (DeployError when there is none)."""
+    target = state.previous()
+    if state.switching and state.switching[0] != state.current:
+        target = state.switching[0]
+    if target is None:
+        raise DeployError(f"no release older than {state.current} to roll back to")
+    return target
 
 
 def rollback_host(
@@ -258,11 +274,7 @@ def rollback_host(
     def work(result: HostResult) -> None:
         with locked_state(c, layout=layout) as state:
             result.from_release = state.current or ""
-            target = state.previous()
-            if state.switching and state.switching[0] != state.current:
-                target = state.switching[0]
-            if target is None:
-                raise DeployError(f"no release older than {state.current} to roll back to")
+            target = rollback_target(state)
             result.to_release = target
             left = state.current or ""
             change = Switch(target, left, "", [left])

@@ -91,14 +91,17 @@ def parse_state(line: str, layout: HostLayout = DEFAULT) -> HostState:
     )
 
 
-def state_args(user: str, release: str = "", wait: float = SWITCH_WAIT) -> list[str]:
-    """state.py's arguments: the release to stage for, the SSH user, the switch wait."""
-    return [release, user, str(wait)]
+def state_args(
+    user: str, release: str = "", wait: float = SWITCH_WAIT, cache: bool = True
+) -> list[str]:
+    """state.py's arguments: the release to stage for, the SSH user, the switch wait, and
+    whether to write the pool's hash cache (only under the deploy lock)."""
+    return [release, user, str(wait), "yes" if cache else "no"]
 
 
 def host_state(c, layout: HostLayout = DEFAULT) -> HostState:
-    """Read the host's release state (without its deploy lock; changes nothing)."""
-    command = scripts.command("state.py", state_args(c.user), layout)
+    """Read the host's release state (without its deploy lock; writes nothing there)."""
+    command = scripts.command("state.py", state_args(c.user, cache=False), layout)
     out = ssh.check(c, command, "reading host state", SWITCH_WAIT + 120)
     return parse_state(out.strip().splitlines()[-1], layout)
 

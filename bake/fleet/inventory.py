@@ -14,8 +14,9 @@ known_hosts unless others are given (:func:`stack_ssh`).
 Example::
 
     targets = choose(hosts="root@10.0.0.5,10.0.0.6:2222")
-    targets = choose(stack="prod", role="rest", network="private", os_cloud="mycloud")
+    targets = choose(stack="prod", role="rest", network="private", cloud=CloudOptions("mycloud"))
     targets = from_nova(auth.connect(cloud="mycloud"), role="rest", network="private")
+    cloud = CloudOptions(config_file="fab.conf", region="RegionTwo", interface="internal")
     targets = choose(stack="dev", role="worker")     # a local stack's workers
 """
 
@@ -34,6 +35,31 @@ ROLE_KEY = "bbq_role"
 PORT_KEY = "bbq_ssh_port"
 
 
+@dataclasses.dataclass(frozen=True)
+class CloudOptions:
+    """Where Nova is, as ``bake`` takes it (:func:`bake.cloud.auth.connect`): ``--os-cloud``
+    (else ``OS_*``) or ``--config-file``, and ``--os-region-name``/``--os-interface``."""
+
+    cloud: str | None = None
+    config_file: str | None = None
+    region: str | None = None
+    interface: str | None = None
+
+    def connect(self):
+        """The :class:`bake.cloud.auth.Cloud` (DeployError with auth's one line)."""
+        from bake.cloud import auth
+
+        try:
+            return auth.connect(
+                cloud=self.cloud,
+                config_file=self.config_file,
+                region=self.region,
+                interface=self.interface,
+            )
+        except auth.AuthError as exc:
+            raise DeployError(str(exc), exc.exit_code) from None
+
+
 def choose(
     hosts: str | None = None,
     *,
@@ -41,24 +67,20 @@ def choose(
     role: str | None = None,
     image: str | None = None,
     network: str | None = None,
-    os_cloud: str | None = None,
+    cloud: CloudOptions = CloudOptions(),
     user: str = "root",
 ) -> list[Target]:
-    """The ``hosts`` list (``-H``) if given, else the servers Nova lists (:func:`from_nova`)
-    in the cloud ``os_cloud`` (or the ``OS_*`` variables)."""
+    """The ``hosts`` list (``-H``) if given, else a local stack's servers, else the servers
+    Nova lists (:func:`from_nova`) in the ``cloud``."""
     if hosts:
         return parse_hosts(hosts, user)
     _need_selector(stack, role, image)
     local = local_stack(stack)
     if local is not None:
         return from_local(local, role=role, user=user)
-    from bake.cloud import auth
-
-    try:
-        cloud = auth.connect(cloud=os_cloud)
-    except auth.AuthError as exc:
-        raise DeployError(str(exc), exc.exit_code) from None
-    return from_nova(cloud, stack=stack, role=role, image=image, network=network, user=user)
+    return from_nova(
+        cloud.connect(), stack=stack, role=role, image=image, network=network, user=user
+    )
 
 
 def from_nova(

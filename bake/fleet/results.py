@@ -26,6 +26,7 @@ class Result(enum.StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"  # not reached: the rollout stopped before the host's batch
     OK = "ok"  # rollback, restart, status, releases done
+    PLANNED = "planned"  # --check: the plan printed, nothing changed
 
 
 UNCHANGED = Result.UNCHANGED
@@ -34,6 +35,7 @@ ROLLED_BACK = Result.ROLLED_BACK
 FAILED = Result.FAILED
 SKIPPED = Result.SKIPPED
 OK = Result.OK
+PLANNED = Result.PLANNED
 # The results that count against --max-fail; a rollout with any of FAILURES fails.
 COUNTED = frozenset({FAILED, ROLLED_BACK})
 FAILURES = frozenset({FAILED, ROLLED_BACK, SKIPPED})
@@ -51,6 +53,7 @@ class HostResult:
     bytes_sent: int = 0
     restarted: bool = False
     message: str = ""
+    plan: dict | None = None  # --check: what the task would do on the host (JSON-ready)
 
 
 def reason(exc: Exception) -> str:

@@ -1,28 +1,39 @@
 """Behind ``fabfile.py``: :func:`run_task` runs one task over all its hosts, and
 :class:`RolloutExecutor` (named by ``fabric.yaml``) hands a task the whole ``-H`` list.
 
-Each task is one row of :data:`ACTIONS`: the per-host function it runs on each connection.
+Each task is one row of :data:`ACTIONS` (and, for ``--check``, of :data:`PLANS`): the
+per-host function it runs on each connection. Its options are read by
+:func:`bake.fleet.options.parse` first: a bad one is one line and exit code 2.
+
+With ``--format json`` stdout holds one JSON document (:func:`bake.fleet.rollout.as_json`)
+and nothing else: the per-host lines go to stderr, and so does the output of anything the
+task runs (file descriptor 1 is pointed at stderr meanwhile).
 
 Example::
 
-    run_task("deploy", hosts="10.0.0.5,10.0.0.6", app="app", batch=2)
+    run_task("deploy", hosts="10.0.0.5,10.0.0.6", app="app", batch="1,50%")
+    run_task("deploy", hosts="10.0.0.5", app="app", check=True, format="json")
     run_task("status", stack="prod", role="rest", network="private", os_cloud="mycloud")
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable, Sequence
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import fabric
 import invoke
 
-from bake.errors import EXIT_BAD_INPUT
-from bake.fleet import DeployError, host, inventory
+from bake.fleet import DeployError, host, inventory, plans
+from bake.fleet.options import NEVER, TaskOptions, parse
 from bake.fleet.results import HostResult, say
-from bake.fleet.rollout import failed, rollout, table
-from bake.fleet.shipment import MODES, Wheelhouses
+from bake.fleet.rollout import as_json, failed, rollout, table
+from bake.fleet.shipment import Wheelhouses
 from bake.fleet.ssh import SshOptions, connect
 from bake.fleet.targets import Target
 
@@ -40,8 +51,9 @@ class Settings:
     health_timeout: float = HEALTH_TIMEOUT
 
 
+Action = Callable[[fabric.Connection, str, Settings], HostResult]
 # task name -> what it does on one host: (connection, label, settings) -> HostResult
-ACTIONS: dict[str, Callable[[fabric.Connection, str, Settings], HostResult]] = {
+ACTIONS: dict[str, Action] = {
     "deploy": lambda c, label, s: host.deploy_host(
         c, s.houses, s.keep, s.mode, s.health_timeout, label
     ),
@@ -50,83 +62,69 @@ ACTIONS: dict[str, Callable[[fabric.Connection, str, Settings], HostResult]] = {
     "restart": lambda c, label, s: host.restart_host(c, s.health_timeout, label),
     "releases": lambda c, label, s: host.releases_result(c, label),
 }
-
-
-def _bad(message: str) -> DeployError:
-    return DeployError(message, EXIT_BAD_INPUT)
-
-
-def check_settings(action: str, keep: int, mode: str, batch: int, max_fail: int, timeout: float):
-    """DeployError (exit 2) naming the first bad option; before any host is touched."""
-    if action not in ACTIONS:
-        raise _bad(f"unknown action {action!r} (one of {', '.join(ACTIONS)})")
-    if mode not in MODES:
-        raise _bad(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
-    if keep < 2:
-        raise _bad(f"--keep must be at least 2 (current and its rollback), not {keep}")
-    if batch < 1 or max_fail < 0:
-        raise _bad(f"--batch must be >= 1 and --max-fail >= 0 (got {batch}, {max_fail})")
-    if timeout <= 0:
-        raise _bad(f"--health-timeout must be positive, not {timeout}")
+# --check: what the task would do on one host (nothing changed there)
+PLANS: dict[str, Action] = {
+    "deploy": lambda c, label, s: plans.plan_deploy(c, s.houses, s.keep, s.mode, label),
+    "rollback": lambda c, label, s: plans.plan_rollback(c, label),
+    "restart": lambda c, label, s: plans.plan_restart(c, label),
+}
 
 
 def ssh_options(known_hosts: str, key: Sequence[str], accept_new_host_keys: bool) -> SshOptions:
-    keys = tuple(Path(k).expanduser() for k in key)
-    for path in keys:
-        if not path.is_file():
-            raise _bad(f"--key {path}: no such file")
-    return SshOptions(Path(known_hosts), keys, accept_new_host_keys)
+    keys = tuple(Path(k).expanduser() for k in key)  # each checked by options.parse
+    return SshOptions(Path(known_hosts).expanduser(), keys, accept_new_host_keys)
 
 
-def run_task(
-    action: str,
-    hosts: str | None = None,
-    role: str | None = None,
-    image: str | None = None,
-    network: str | None = None,
-    os_cloud: str | None = None,
-    user: str = "root",
-    known_hosts: str = "~/.ssh/known_hosts",
-    key: Sequence[str] = (),
-    accept_new_host_keys: bool = False,
-    batch: int = 1,
-    max_fail: int = 0,
-    app: str = "app",
-    keep: int = DEFAULT_KEEP,
-    mode: str = "clone",
-    health_timeout: float = HEALTH_TIMEOUT,
-    stack: str | None = None,
-) -> list[HostResult]:
-    """Run one fab task over its hosts (``-H`` list, else Nova by stack/role/image); print
-    the table.
+def choose_targets(opts: TaskOptions) -> list[Target]:
+    """The task's hosts: ``-H``, a local stack, or Nova with the cloud options."""
+    cloud = inventory.CloudOptions(
+        opts.os_cloud, opts.config_file, opts.os_region_name, opts.os_interface
+    )
+    return inventory.choose(
+        opts.hosts,
+        stack=opts.stack,
+        role=opts.role,
+        image=opts.image,
+        network=opts.network,
+        cloud=cloud,
+        user=opts.user,
+    )
+
+
+@contextlib.contextmanager
+def stdout_kept_for(document: bool) -> Iterator[Any]:
+    """The stream the result goes to. ``document``: every other output, this process's
+    and its children's, goes to stderr meanwhile, so stdout holds the document alone."""
+    if not document:
+        yield sys.stdout
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    real = os.fdopen(os.dup(saved), "w", closefd=True)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield real
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        real.close()
+
+
+def run_task(action: str, **given: Any) -> list[HostResult]:
+    """Run one fab task over its hosts (``-H`` list, else Nova by stack/role/image) with
+    the options ``given`` (name: text as typed, None when not given); print the results as
+    a table or (``format="json"``) one JSON document on stdout.
 
     Raises DeployError for bad input (before any host is touched; exit code 2) and for
-    failed hosts (after the table), so that ``fab`` exits non-zero with one line.
+    failed hosts (after the results), so that ``fab`` exits non-zero with one line.
     """
-    check_settings(action, keep, mode, batch, max_fail, health_timeout)
-    ssh = ssh_options(known_hosts, key, accept_new_host_keys)
-    targets = inventory.choose(
-        hosts,
-        stack=stack,
-        role=role,
-        image=image,
-        network=network,
-        os_cloud=os_cloud,
-        user=user,
-    )
-    ssh = inventory.stack_ssh(stack, ssh)  # a local stack's own key and known_hosts
-    houses = Wheelhouses(Path(app)) if action == "deploy" else None
-    settings = Settings(houses, keep, mode, health_timeout)
-    act = ACTIONS[action]
-
-    def on(target: Target) -> HostResult:
-        with connect(target, ssh) as c:
-            return act(c, target.label, settings)
-
-    if houses is not None:
-        say("rollout", f"{houses.release} to {len(targets)} host(s), batch {batch}")
-    results = rollout(targets, on, batch=batch, max_fail=max_fail)
-    print(table(results), flush=True)
+    opts = parse(action, given)
+    with stdout_kept_for(opts.format == "json") as out:
+        results = _run(action, opts)
+        print(as_json(results) if opts.format == "json" else table(results), file=out)
+        out.flush()
     bad = failed(results)
     if bad:
         raise DeployError(
@@ -134,6 +132,34 @@ def run_task(
             + ", ".join(f"{r.host} {r.result}" for r in bad)
         )
     return results
+
+
+def _run(action: str, opts: TaskOptions) -> list[HostResult]:
+    ssh = ssh_options(opts.known_hosts, opts.key, opts.accept_new_host_keys)
+    targets = choose_targets(opts)
+    ssh = inventory.stack_ssh(opts.stack, ssh)  # a local stack's own key and known_hosts
+    houses = None
+    if action == "deploy":
+        houses = Wheelhouses(Path(opts.app or "app"))
+    settings = Settings(houses, opts.keep, opts.mode, opts.health_timeout)
+    act = (PLANS if opts.check else ACTIONS)[action]
+
+    def on(target: Target) -> HostResult:
+        with connect(target, ssh) as c:
+            return act(c, target.label, settings)
+
+    sizes = opts.batch.split(len(targets))
+    what = f"{houses.release} to " if houses else ""
+    if opts.check:
+        say("rollout", f"--check: {action} {what}{len(targets)} host(s), changing nothing")
+        return rollout(targets, on, opts.batch, NEVER)
+    batches = "+".join(map(str, sizes))
+    say(
+        "rollout",
+        f"{action} {what}{len(targets)} host(s) in batches of {batches} "
+        f"(--batch {opts.batch}, --max-fail {opts.max_fail})",
+    )
+    return rollout(targets, on, opts.batch, opts.max_fail)
 
 
 class RolloutExecutor(fabric.Executor):

@@ -191,9 +191,10 @@ def test_host_keys_are_checked(fleet, tmp_path):
     [
         ("127.0.0.1:99999", [], "bad port in host"),
         (None, ["--app", "/nonexistent"], "not an app directory"),
-        (None, ["--batch", "0"], "--batch must be >= 1"),
+        (None, ["--batch", "0"], "--batch must be comma-separated numbers of hosts"),
         (None, ["--mode", "rsync"], "--mode must be one of"),
-        (None, ["--keep", "1"], "--keep must be at least 2"),
+        (None, ["--keep", "1"], "--keep must be a whole number, at least 2"),
+        (None, ["--batch", "20x"], "--batch must be"),
     ],
 )
 def test_bad_input_is_one_line_and_touches_nothing(fleet, hosts, args, message):

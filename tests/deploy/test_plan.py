@@ -3,6 +3,8 @@ alone: no host needed here; the same against real instances is in test_deploy.py
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from bake.fleet import DeployError
 from bake.fleet.hoststate import HostState
 from bake.fleet.hoststate import host_extras as _host_extras
+from bake.fleet.plans import deploy_plan, describe, rollback_plan
 from bake.fleet.shipment import Build, plan
 from bake.wheelhouse import Wheelhouse
 
@@ -97,3 +100,51 @@ def test_a_clone_keeps_the_venvs_own_seeds():
     assert steps.install == (WHEELS[0],) and steps.remove == ()
     steps = plan(seeded, state(installed=installed), "clone")  # none in the venv: installed
     assert steps.install == (WHEELS[0], wheels[-1])
+
+
+def test_the_check_plan_of_a_deploy():
+    installed = {"flask": "3.1.3", "oslo.config": "9.4.0", "pymongo": "4.5.0"}
+    host = HostState(
+        current="0.1.0-b",
+        releases=("0.0.9-a", "0.1.0-old", "0.1.0-b"),
+        pool={},
+        units=("bbq-rest.service",),
+        health_url="http://127.0.0.1:8780/healthz",
+        installed=installed,
+    )
+    found = deploy_plan(build(), host, keep=3, mode="clone")
+    assert (found["action"], found["from"], found["to"], found["back"]) == (
+        "install",
+        "0.1.0-b",
+        "0.2.0-abc",
+        "0.1.0-b",
+    )
+    assert found["send"] == [WHEELS[0], WHEELS[3]] and found["send_bytes"] == 200
+    assert found["restart"] == ["bbq-rest.service"] and found["pip_check"]
+    assert found["prune"] == ["0.0.9-a"]  # keep 3: the two newest and the new one
+    text = describe(found)
+    assert text.splitlines()[0] == (
+        "would install 0.2.0-abc (clone) into /opt/bbq/releases/0.2.0-abc"
+    )
+    assert "send 2 wheel(s), 200B: bbq-0.2.0" in text
+    assert "switch /opt/bbq/current: 0.1.0-b -> 0.2.0-abc" in text
+    assert "restart bbq-rest.service; check health (http://127.0.0.1:8780/healthz)" in text
+    assert "then remove 0.0.9-a" in text
+    json.dumps(found)  # JSON-ready for --format json
+
+
+def test_the_check_plan_when_there_is_nothing_or_little_to_do():
+    on_it = dataclasses.replace(state(), current="0.2.0-abc", releases=("0.1.0-old", "0.2.0-abc"))
+    found = deploy_plan(build(), on_it)
+    assert found["action"] == "nothing" and found["restart"] == [] and found["prune"] == []
+    assert describe(found) == "already on 0.2.0-abc: nothing to do"
+    installed = dataclasses.replace(state(), releases=("0.1.0-old", "0.2.0-abc"))
+    found = deploy_plan(build(), installed)
+    assert found["action"] == "reuse" and found["send"] == [] and found["install"] == []
+    unconfirmed = dataclasses.replace(on_it, switching=("0.1.0-old", "0.2.0-abc"))
+    found = deploy_plan(build(), unconfirmed)
+    assert (found["action"], found["from"], found["back"]) == ("complete", "0.1.0-old", "0.1.0-old")
+    back = rollback_plan(dataclasses.replace(state(), releases=("0.0.9", "0.1.0-old")))
+    assert (back["from"], back["to"], back["prune"]) == ("0.1.0-old", "0.0.9", ["0.1.0-old"])
+    with pytest.raises(DeployError, match="no release older than 0.1.0-old"):
+        rollback_plan(state())

@@ -57,8 +57,10 @@ def host(tmp_path) -> HostLayout:
     return layout
 
 
-def read_state(layout: HostLayout, release: str = "", wait: float = 1.0) -> dict:
-    run = sh(scripts.command("state.py", state_args(USER, release, wait), layout))
+def read_state(
+    layout: HostLayout, release: str = "", wait: float = 1.0, cache: bool = True
+) -> dict:
+    run = sh(scripts.command("state.py", state_args(USER, release, wait, cache), layout))
     assert run.returncode == 0, run.stderr
     return json.loads(run.stdout)
 
@@ -84,6 +86,29 @@ def test_state_hashes_the_pool_once_per_change(host):
     assert cache[wheel.name][2] == first[wheel.name]
     wheel.write_bytes(b"other wheel")
     assert read_state(host)["pool"][wheel.name] != first[wheel.name]
+
+
+def tree(root: Path) -> dict[str, tuple]:
+    """Every path below ``root``: its kind, content or link target, mode and mtime."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        if path.is_symlink():
+            found[str(path)] = ("link", os.readlink(path), st.st_mtime_ns)
+        elif path.is_file():
+            found[str(path)] = ("file", path.read_bytes(), st.st_mode, st.st_mtime_ns)
+        else:
+            found[str(path)] = ("dir", st.st_mode, st.st_mtime_ns)
+    return found
+
+
+def test_state_without_the_cache_writes_nothing(host, tmp_path):
+    # status and --check read the state this way (no deploy lock held): the tree stays as it
+    # was, even the pool's hash cache, and the hashes are the same.
+    before = tree(tmp_path)
+    hashed = read_state(host, cache=False)["pool"]
+    assert tree(tmp_path) == before
+    assert read_state(host)["pool"] == hashed and Path(host.pool, ".sha256.json").exists()
 
 
 def test_state_stages_another_release_and_names_a_pending_switch(host):

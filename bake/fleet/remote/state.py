@@ -1,13 +1,14 @@
 """Print a bbq host's release state as one JSON line; stdlib only (it runs on the host).
 
-Run as root by bake.fleet.hoststate: ``python3 -c "$(cat state.py)" RELEASE OWNER WAIT``,
+Run as root by bake.fleet.hoststate: ``python3 -c "$(cat state.py)" RELEASE OWNER WAIT CACHE``,
 with the host's layout in the ``BBQ_*`` variables of bake.fleet.layout.HostLayout:
 
 - waits up to WAIT seconds for a switch still running on the host (a dropped deploy's), then
   reads under a shared lock of it (``switch_busy`` when it did not end in time);
 - ``current``, complete ``releases`` (with a RELEASE file; oldest first), the distributions
   the current release has ``installed`` (name: version), the ``pool``'s wheel hashes
-  (remembered by size and mtime in ``.sha256.json``), the app ``extras`` file's text, the
+  (remembered by size and mtime in ``.sha256.json`` when CACHE is ``yes``: under the deploy
+  lock; ``no`` writes nothing, for status and --check), the app ``extras`` file's text, the
   enabled ``units``, the ``health_url`` from the app's conf files ([rest] port/url) and a
   ``switching`` marker's from and to releases;
 - given a RELEASE other than the current one, makes an empty staging directory for it,
@@ -99,8 +100,9 @@ def sha256(path):
     return digest.hexdigest()
 
 
-def pool_hashes(pool):
-    """The pool's wheel hashes: a wheel is hashed again only once changed (size, mtime)."""
+def pool_hashes(pool, remember=True):
+    """The pool's wheel hashes: a wheel is hashed again only once changed (size, mtime);
+    ``remember``: write what was hashed to the cache file."""
     known_path = os.path.join(pool, ".sha256.json")
     try:
         with open(known_path) as f:
@@ -116,7 +118,7 @@ def pool_hashes(pool):
             known[name] = entry = [st.st_size, st.st_mtime_ns, sha256(path)]
             changed = True
         hashes[name] = entry[2]
-    if changed:
+    if changed and remember:
         with open(known_path + ".new", "w") as f:
             json.dump(known, f)
         os.replace(known_path + ".new", known_path)
@@ -161,11 +163,12 @@ def make_stage(stage, owner):
 
 def main(argv, env):
     release, owner, wait = argv[0], argv[1], float(argv[2])
+    remember = argv[3:4] != ["no"]
     lock, busy = hold_switch_lock(env["BBQ_SWITCH_LOCK"], wait)
     state = {
         "current": read_current(env["BBQ_CURRENT"]),
         "releases": complete_releases(env["BBQ_RELEASES"]),
-        "pool": pool_hashes(env["BBQ_POOL"]),
+        "pool": pool_hashes(env["BBQ_POOL"], remember),
         "units": enabled_units(env["BBQ_UNITS"]),
         "health_url": health_url(env["BBQ_CONF_DIR"], env["BBQ_REST_PORT"], env["BBQ_HEALTH_PATH"]),
         "installed": installed(env["BBQ_CURRENT"]),
