@@ -86,6 +86,15 @@ def tar_text(artifact, path: str) -> str:
         return tar.extractfile(f".{path}").read().decode()
 
 
+def id_names(artifact) -> dict[str, dict[int, str]]:
+    """The image's own user and group names by id (its tar holds numeric owners only)."""
+    names = {}
+    for table in ("passwd", "group"):
+        rows = (line.split(":") for line in tar_text(artifact, f"/etc/{table}").splitlines())
+        names[table] = {int(row[2]): row[0] for row in rows if len(row) > 2}
+    return names
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["rest", "spark", "streaming"])
 def test_images_carry_curl_and_sudo_for_cloud_init(name, request):
@@ -104,11 +113,16 @@ def test_spark_image_lets_the_login_user_configure_spark(spark_artifact):
     dirs = {f"{home}/{d}" for d in ("conf", "logs", "work")}
     members = tar_members(spark_artifact, dirs | {"/opt/spark", f"{home}/bin"})
     assert members["/opt/spark"].issym() and members["/opt/spark"].linkname == home
+    names = id_names(spark_artifact)
+
+    def owner(member):
+        return names["passwd"].get(member.uid), names["group"].get(member.gid)
+
     for path in dirs:
         member = members[path]
-        assert member.isdir() and (member.uname, member.gname) == ("spark", "spark"), path
+        assert member.isdir() and owner(member) == ("spark", "spark"), path
         assert stat.S_IMODE(member.mode) == 0o2775, (path, oct(member.mode))
-    assert members[f"{home}/bin"].uname == "root"  # what runs stays root's
+    assert owner(members[f"{home}/bin"]) == ("root", "root")  # what runs stays root's
     # cloud-init's default user joins the spark group: the drop-in keeps the distro's groups.
     dropin = tar_text(spark_artifact, "/etc/cloud/cloud.cfg.d/80-bbq-spark-group.cfg")
     groups = re.findall(r"^ +- (\S+)$", dropin, re.M)
