@@ -253,7 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bake", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"bake {resources.version()}")
     parser.add_argument(
-        "--elements-dir", help="our elements (default: elements/ beside the spec's directory)"
+        "--elements-dir",
+        help="our elements (default: elements/ of the spec's checkout, else of the current "
+        "directory, else the ones shipped with bake)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
