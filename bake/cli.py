@@ -345,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("images", cmd_images, "list the images published to Glance, per spec")
     p.add_argument("--spec", metavar="NAME", help="only this spec's images")
+    p.add_argument("--hidden", action="store_true", help="also images hidden by --hide-older")
     p.add_argument("--json", action="store_true")
     cloud_commands.add_cloud_options(p)
 
@@ -353,6 +354,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", type=int, required=True, metavar="N", help="newest images to keep")
     p.add_argument("--dry-run", action="store_true", help="only say what would be pruned")
     p.add_argument("--deactivate", action="store_true", help="deactivate instead of delete")
+    p.add_argument("--yes", action="store_true", help="do not ask (needed without a terminal)")
+    p.add_argument(
+        "--allow-age-only",
+        action="store_true",
+        help="prune by age alone when the cloud has no compute service to ask what is in use",
+    )
     cloud_commands.add_cloud_options(p)
     return parser
 

@@ -14,12 +14,18 @@ Example::
     cloud = connect(cloud="mycloud", region="RegionOne", interface="public")
     cloud.check()                       # authenticates now; AuthError with one line if not
     cloud.endpoint("image")             # catalog URL of Glance
+
+Every request of the session (Keystone, Glance, Nova, Heat, uploads) has a timeout: the one
+given to :func:`connect` (``--api-timeout``), else the cloud's own (clouds.yaml
+``api_timeout``, the oslo.config group's ``timeout``), else :data:`DEFAULT_TIMEOUT` seconds.
+It bounds each wait for the server (connecting, then each read), not a whole upload.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import warnings
 from typing import Any
 
@@ -29,6 +35,8 @@ from keystoneauth1 import session as ksa_session
 from bake.errors import InputError
 
 OSLO_GROUP = "keystone"
+DEFAULT_TIMEOUT = 60.0  # seconds per request (see the module docstring)
+URL = re.compile(r"https?://[^\s'\"]+")
 
 
 class AuthError(InputError):
@@ -106,7 +114,9 @@ def describe(exc: BaseException, cloud: Cloud | None = None) -> str:
     if isinstance(exc, ksa_exc.Unauthorized):
         return f"{source}: authentication refused by {url} (wrong user name, password or project)"
     if isinstance(exc, ksa_exc.ConnectTimeout):
-        return f"{source}: timed out connecting to {url}"
+        timeout = cloud.session.timeout if cloud else None
+        within = f" within {timeout:g}s" if timeout else ""
+        return f"{source}: {url_in(exc) or url} did not answer{within} (--api-timeout)"
     if isinstance(exc, ksa_exc.ConnectFailure):
         return f"{source}: cannot connect to {url} (unreachable or not listening)"
     if isinstance(exc, ksa_exc.EndpointNotFound):
@@ -122,29 +132,54 @@ def describe(exc: BaseException, cloud: Cloud | None = None) -> str:
     return f"{source}: {type(exc).__name__}: {first_line(exc)}"
 
 
+def url_in(exc: BaseException) -> str | None:
+    """The first URL in an exception's message (keystoneauth1 names the one it called)."""
+    found = URL.search(str(exc))
+    return found.group(0).split("?")[0].rstrip(":.,)") if found else None
+
+
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
 def describe_call(
-    exc: BaseException, service: str, unreachable: tuple[type[BaseException], ...] = ()
+    exc: BaseException,
+    service: str,
+    unreachable: tuple[type[BaseException], ...] = (),
+    timed_out: tuple[type[BaseException], ...] = (),
 ) -> str:
-    """One line for a failed call to ``service`` (Glance, Nova): unreachable (keystoneauth1's
-    ConnectFailure, or one of the client library's ``unreachable`` exceptions), the HTTP status
-    and text, or the exception's type and text."""
+    """One line for a failed call to ``service`` (Glance, Nova), naming the URL called:
+    no answer in time (keystoneauth1's ConnectTimeout, or a client library's ``timed_out``
+    exception saying "timed out"), unreachable (ConnectFailure, or one of ``unreachable``), the
+    HTTP status and text, or the exception's type and text."""
     code = getattr(exc, "code", None)
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    at = f" at {url_in(exc)}" if url_in(exc) else ""
+    wrapped_timeout = isinstance(exc, timed_out) and "timed out" in text
+    if isinstance(exc, ksa_exc.ConnectTimeout) or wrapped_timeout:
+        return f"{service}{at} did not answer in time (--api-timeout)"
     if isinstance(exc, (ksa_exc.ConnectFailure, *unreachable)):
-        return f"{service} unreachable (connection failed)"
+        return f"{service} unreachable{at} (connection failed)"
     if code:
         name = type(exc).__name__
         return f"HTTP {code} {name}: {text[:200]}" if text else f"HTTP {code} {name}"
     return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
+def _set_timeout(session: ksa_session.Session, timeout: float | None) -> None:
+    """``timeout`` if given, else the session's own, else DEFAULT_TIMEOUT."""
+    if timeout is not None:
+        session.timeout = float(timeout)
+    elif session.timeout is None:
+        session.timeout = DEFAULT_TIMEOUT
+
+
 def from_clouds(
-    cloud: str | None = None, region: str | None = None, interface: str | None = None
+    cloud: str | None = None,
+    region: str | None = None,
+    interface: str | None = None,
+    timeout: float | None = None,
 ) -> Cloud:
     """A session from clouds.yaml (``cloud``) or ``OS_*`` variables, via openstacksdk's loader."""
     import openstack.config
@@ -167,6 +202,7 @@ def from_clouds(
             config = openstack.config.OpenStackConfig()
             region_config = config.get_one(cloud=cloud, **kwargs)
             session = region_config.get_session()
+            _set_timeout(session, timeout)
     except sdk_exc.ConfigException as exc:
         raise AuthError(f"{source}: {first_line(exc)}") from None
     except Exception as exc:
@@ -201,6 +237,7 @@ def from_oslo_config(
     group: str = OSLO_GROUP,
     region: str | None = None,
     interface: str | None = None,
+    timeout: float | None = None,
 ) -> Cloud:
     """A session from the ``[group]`` of oslo.config files, as OpenStack services load theirs."""
     from keystoneauth1 import loading
@@ -215,6 +252,7 @@ def from_oslo_config(
         if auth is None:
             raise AuthError(f"{source}: no auth_type set")
         session = loading.load_session_from_conf_options(conf, group, auth=auth)
+        _set_timeout(session, timeout)
     except AuthError:
         raise
     except cfg.Error as exc:
@@ -237,10 +275,12 @@ def connect(
     config_file: str | None = None,
     region: str | None = None,
     interface: str | None = None,
+    timeout: float | None = None,
 ) -> Cloud:
-    """The session for a command line's ``--os-cloud``/``--config-file``/region/interface."""
+    """The session for a command line's ``--os-cloud``/``--config-file``/region/interface
+    and ``--api-timeout`` (seconds per request; None: the cloud's, else DEFAULT_TIMEOUT)."""
     if config_file:
         if not os.path.isfile(config_file):
             raise AuthError(f"{config_file}: no such config file")
-        return from_oslo_config([config_file], region=region, interface=interface)
-    return from_clouds(cloud, region=region, interface=interface)
+        return from_oslo_config([config_file], region=region, interface=interface, timeout=timeout)
+    return from_clouds(cloud, region=region, interface=interface, timeout=timeout)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -22,7 +23,7 @@ from bake.cloud import auth
 from bake.cloud import glance as g
 from bake.cloud import prune as pr
 from bake.cloud import publish as pub
-from bake.errors import InputError, OperationFailed
+from bake.errors import EXIT_FAILED, InputError, OperationFailed
 
 
 def add_cloud_options(p: argparse.ArgumentParser) -> None:
@@ -44,29 +45,109 @@ def add_cloud_options(p: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--retry-seconds",
-        type=float,
-        default=float(os.environ.get("BAKE_RETRY_SECONDS", 30)),
         metavar="S",
-        help="retry transient Glance errors for up to S seconds (default 30)",
+        help="retry transient Glance errors for up to S seconds "
+        "(default $BAKE_RETRY_SECONDS, else 30)",
+    )
+    group.add_argument(
+        "--api-timeout",
+        metavar="S",
+        help="seconds to wait for each answer of the cloud (default $BAKE_API_TIMEOUT, else "
+        f"clouds.yaml's api_timeout, else {auth.DEFAULT_TIMEOUT:g})",
     )
 
 
 def add_publish_options(p: argparse.ArgumentParser) -> None:
-    progress = p.add_mutually_exclusive_group()
+    """``bake publish`` and ``bake build --publish``: how the image is published and shown."""
+    group = p.add_argument_group("publishing")
+    group.add_argument(
+        "--visibility",
+        choices=pub.VISIBILITIES,
+        help="Glance visibility (default: the spec's glance.visibility, else private)",
+    )
+    group.add_argument(
+        "--tag",
+        dest="tags",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="a Glance tag for the image (repeatable)",
+    )
+    group.add_argument(
+        "--hide-older",
+        action="store_true",
+        help="then hide (os_hidden) the spec's older active images",
+    )
+    progress = group.add_mutually_exclusive_group()
     progress.add_argument(
-        "--progress", dest="progress", action="store_true", default=None, help="progress bar"
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="progress bar (default: a bar on a terminal, else plain lines)",
     )
     progress.add_argument("--no-progress", dest="progress", action="store_false")
+    group.add_argument(
+        "--progress-interval",
+        metavar="S",
+        help="seconds between plain progress lines when not on a terminal "
+        f"(default $BAKE_PROGRESS_INTERVAL, else {pub.PROGRESS_INTERVAL:g})",
+    )
+
+
+def seconds(option: str, value: str | None, variable: str, default: float | None) -> float | None:
+    """A number of seconds from an option (``value``), else ``$variable``, else ``default``;
+    InputError (one line) for anything but a finite number >= 0."""
+    source = option
+    if value is None:
+        value, source = os.environ.get(variable), variable
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        raise InputError(f"{source}: {value!r} is not a number of seconds (a number >= 0)")
+    return number
+
+
+def _publish_options(args: argparse.Namespace) -> pub.PublishOptions:
+    interval = seconds(
+        "--progress-interval",
+        getattr(args, "progress_interval", None),
+        "BAKE_PROGRESS_INTERVAL",
+        pub.PROGRESS_INTERVAL,
+    )
+    return pub.PublishOptions(
+        visibility=getattr(args, "visibility", None),
+        tags=tuple(getattr(args, "tags", None) or ()),
+        hide_older=getattr(args, "hide_older", False),
+        progress=getattr(args, "progress", None),
+        progress_interval=interval if interval is not None else pub.PROGRESS_INTERVAL,
+    )
+
+
+def _timeout(args: argparse.Namespace) -> float | None:
+    """--api-timeout, else $BAKE_API_TIMEOUT, else None (the cloud's, else 60 s); also checks
+    --retry-seconds, so that bad settings fail before any network call."""
+    _retry(args)
+    timeout = seconds("--api-timeout", args.api_timeout, "BAKE_API_TIMEOUT", None)
+    if timeout == 0:
+        raise InputError("--api-timeout: 0 seconds would never wait for an answer; give more")
+    return timeout
 
 
 def _connect(args: argparse.Namespace) -> auth.Cloud:
     _quiet_libraries()
+    timeout = _timeout(args)
     try:
         cloud = auth.connect(
             cloud=args.os_cloud,
             config_file=args.config_file,
             region=args.os_region_name,
             interface=args.os_interface,
+            timeout=timeout,
         )
         cloud.check()
         cloud.endpoint("image")
@@ -90,11 +171,13 @@ def _quiet_libraries() -> None:
 
 
 def _retry(args: argparse.Namespace) -> g.RetryPolicy:
-    return g.RetryPolicy(seconds=args.retry_seconds)
+    retry = seconds("--retry-seconds", args.retry_seconds, "BAKE_RETRY_SECONDS", 30.0)
+    return g.RetryPolicy(seconds=30.0 if retry is None else retry)
 
 
 def run_publish(args: argparse.Namespace, artifact: Artifact) -> int:
-    """Publish one artifact; print what happened on one line."""
+    """Publish one artifact; print what happened on one line (and one per image hidden)."""
+    options = _publish_options(args)
     cloud = _connect(args)
     caught: list[int] = []
 
@@ -104,9 +187,7 @@ def run_publish(args: argparse.Namespace, artifact: Artifact) -> int:
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        result = pub.publish(
-            artifact, cloud, retry=_retry(args), progress=getattr(args, "progress", None)
-        )
+        result = pub.publish(artifact, cloud, retry=_retry(args), options=options)
     except pub.Interrupted as exc:
         signum = caught[0] if caught else signal.SIGINT
         print(f"error: {artifact.name}: {exc} ({signal.Signals(signum).name})", file=sys.stderr)
@@ -119,6 +200,8 @@ def run_publish(args: argparse.Namespace, artifact: Artifact) -> int:
         signal.signal(signal.SIGTERM, previous)
     for leftover in result.removed_leftovers:
         print(f"bake: {artifact.name}: removed leftover image {leftover}", file=sys.stderr)
+    for hidden in result.hidden:
+        print(f"bake: {artifact.name}: hid older image {hidden} (os_hidden)")
     if not result.uploaded:
         print(
             f"bake: {artifact.name}: already published as image {result.image_id} "
@@ -135,10 +218,11 @@ def run_publish(args: argparse.Namespace, artifact: Artifact) -> int:
 
 
 def run_images(args: argparse.Namespace) -> int:
-    """List published images, per spec, newest first."""
+    """List published images, per spec, newest first (hidden ones too with --hidden)."""
     cloud = _connect(args)
     try:
-        rows = pr.list_images(g.Glance(cloud, _retry(args)), spec=args.spec)
+        glance = g.Glance(cloud, _retry(args))
+        rows = pr.list_images(glance, spec=args.spec, hidden=args.hidden)
     except g.GlanceError as exc:
         raise OperationFailed(str(exc)) from None
     if args.json:
@@ -147,38 +231,90 @@ def run_images(args: argparse.Namespace) -> int:
     if not rows:
         print("no published images" + (f" of spec {args.spec}" if args.spec else ""))
         return 0
-    print(
-        ui.table(
-            ("spec", "version", "fingerprint", "size", "status", "age", "id"),
-            [
-                (r.spec, r.version, r.fingerprint[:12], ui.mib(r.size), r.status, r.age(), r.id)
-                for r in rows
-            ],
-        )
-    )
+    print(ui.table(IMAGES_HEADER, [_image_cells(r) for r in rows]))
     return 0
 
 
+IMAGES_HEADER = ("spec", "version", "fingerprint", "size", "status", "age", "id", "name", "flags")
+
+
+def _image_cells(row: pr.ImageRow) -> tuple[str, ...]:
+    flags = [f for f, on in (("latest", row.latest), ("hidden", row.hidden)) if on]
+    return (
+        row.spec,
+        row.version,
+        row.fingerprint[:12],
+        ui.mib(row.size),
+        row.status,
+        row.age(),
+        row.id,
+        row.name,
+        ",".join(flags) or "-",
+    )
+
+
 def run_prune(args: argparse.Namespace) -> int:
-    """Prune one spec's images (or every spec's): keep the newest N and those in use."""
+    """Prune one spec's images (or every spec's): keep the newest N and those in use. On a
+    terminal the plan is shown and confirmed first (unless --yes); without a terminal,
+    --yes (or --dry-run) is required."""
+    _timeout(args)
+    ask = not (args.dry_run or args.yes)
+    if ask and not sys.stdin.isatty():
+        raise InputError(
+            "prune: no terminal to confirm on: pass --yes to prune, or --dry-run to see what "
+            "would be pruned"
+        )
     cloud = _connect(args)
     glance = g.Glance(cloud, _retry(args))
     try:
         specs = [args.spec] if args.spec else sorted({r.spec for r in pr.list_images(glance)})
-        for spec in specs:
-            result = pr.prune(
-                glance, spec, args.keep, dry_run=args.dry_run, deactivate=args.deactivate
-            )
-            _report_prune(spec, result)
+        plans = [(spec, _plan(glance, spec, args)) for spec in specs]
+        if ask:
+            for spec, result in plans:
+                _report_prune(spec, result, preview=True)
+            if not _confirmed(plans):
+                print("bake: prune: not confirmed; nothing pruned", file=sys.stderr)
+                return EXIT_FAILED
+        for spec, result in plans:
+            if not args.dry_run and result.pruned:
+                pr.apply(glance, result)
+            if ask:
+                _report_done(spec, result)
+            else:
+                _report_prune(spec, result)
     except g.GlanceError as exc:
         raise OperationFailed(str(exc)) from None
     return 0
 
 
-def _report_prune(spec: str, result: pr.PruneResult) -> None:
-    verb = f"would {result.action}" if result.dry_run else f"{result.action}d"
+def _plan(glance: g.Glance, spec: str, args: argparse.Namespace) -> pr.PruneResult:
+    return pr.plan(
+        glance,
+        spec,
+        args.keep,
+        deactivate=args.deactivate,
+        allow_age_only=args.allow_age_only,
+        dry_run=args.dry_run,
+    )
+
+
+def _confirmed(plans: list[tuple[str, pr.PruneResult]]) -> bool:
+    """Ask on the terminal whether to go ahead with the plans' pruning (True if none)."""
+    count = sum(len(result.pruned) for _, result in plans)
+    if not count:
+        return True
+    action = plans[0][1].action
+    print(f"{action.capitalize()} {count} image(s)? [y/N] ", end="", file=sys.stderr, flush=True)
+    answer = sys.stdin.readline().strip().lower()
+    return answer in ("y", "yes")
+
+
+def _report_prune(spec: str, result: pr.PruneResult, preview: bool = False) -> None:
+    """The plan (``preview``: what would be done, before asking) or what was done."""
+    would = result.dry_run or preview
+    verb = f"would {result.action}" if would else f"{result.action}d"
     if not result.nova_checked and (result.pruned or result.skipped):
-        chosen = "chosen" if result.dry_run else "pruned"
+        chosen = "chosen" if would else "pruned"
         print(
             f"bake: warning: {spec}: the catalog has no compute service (Nova), so in-use "
             f"checks were skipped: images {chosen} by age alone",
@@ -192,3 +328,8 @@ def _report_prune(spec: str, result: pr.PruneResult) -> None:
         print(f"{spec}: kept {row.id} ({row.name}, {row.version}): {why}")
     for row, reason in result.skipped:
         print(f"{spec}: skipped {row.id} ({row.name}): {reason}")
+
+
+def _report_done(spec: str, result: pr.PruneResult) -> None:
+    for row in result.pruned:
+        print(f"{spec}: {result.action}d {row.id} ({row.name}, {row.version})")

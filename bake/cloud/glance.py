@@ -120,10 +120,14 @@ class Image:
     owner = Field("owner", "project id", Origin.GLANCE)
     protected = Field("protected", "deletion refused", Origin.GLANCE, bool, False)
     # Set by bake for an artifact
-    name = Field("name", "<spec name>-<version>", Origin.BAKE, str, "")
+    name = Field("name", "<spec>-<version>-<fingerprint[:8]>: one per build", Origin.BAKE, str, "")
     disk_format = Field("disk_format", "qcow2, raw or vhd: the artifact's image file")
     container_format = Field("container_format", "bare")
-    visibility = Field("visibility", "the spec's glance.visibility (default private)")
+    visibility = Field("visibility", "--visibility, else glance.visibility (default private)")
+    tags = Field("tags", "Glance's image tags (--tag)", kind=list, default=[])
+    hidden = Field(
+        "os_hidden", "out of listings: older builds, --hide-older", kind=bool, default=False
+    )
     min_disk = Field("min_disk", "GiB: glance.min_disk, else the virtual size", kind=int)
     min_ram = Field("min_ram", "MiB: the spec's glance.min_ram (default 0)", kind=int)
     os_distro = Field("os_distro", "the distro's os_distro", Origin.DEFAULT)
@@ -134,6 +138,7 @@ class Image:
     spec_version = Field("bake_spec_version", "the spec's version", default="")
     built_at = Field("bake_built_at", "when the artifact was built (manifest)")
     publisher = Field("bake_publisher", "host:pid of a publish in progress; removed once active")
+    latest = Field("bake_latest", '"True" on the newest verified image of its spec, only')
     # Sahara's image registry, as Sahara reads it
     sahara_username = Field("_sahara_username", "the login user")
     sahara_description = Field("_sahara_description", "a description")
@@ -165,6 +170,7 @@ FINGERPRINT = Image.fingerprint.wire
 SPEC = Image.spec.wire
 SPEC_VERSION = Image.spec_version.wire
 PUBLISHER = Image.publisher.wire
+LATEST = Image.latest.wire
 # A spec's glance.properties may not set what bake sets, nor anything in Sahara's namespace.
 RESERVED = {f.wire for f in Image.FIELDS.values() if f.origin is Origin.BAKE}
 RESERVED_PREFIX = "_sahara_"
@@ -191,8 +197,17 @@ def qcow2_virtual_size(path: Path) -> int | None:
     return struct.unpack(">Q", header[24:32])[0]
 
 
-def image_properties(artifact: Artifact) -> dict[str, Any]:
-    """Everything ``images.create`` gets for this artifact (no data, no publisher marker)."""
+def image_name(artifact: Artifact) -> str:
+    """The image's name: unique per build, so ``openstack image show NAME`` finds one image
+    (``bbq-spark-0.1.0-3f2a9c1b``); the spec's newest is the one with ``bake_latest``."""
+    return f"{artifact.name}-{artifact.version}-{artifact.fingerprint[:8]}"
+
+
+def image_properties(
+    artifact: Artifact, visibility: str | None = None, tags: Iterable[str] = ()
+) -> dict[str, Any]:
+    """Everything ``images.create`` gets for this artifact (no data, no publisher marker);
+    ``visibility`` and ``tags`` as ``bake publish --visibility/--tag`` give them."""
     spec = artifact.spec
     glance = spec.get("glance") or {}
     sahara = spec.get("sahara") or {}
@@ -206,10 +221,11 @@ def image_properties(artifact: Artifact) -> dict[str, Any]:
     for key, value in defaults.items():
         props.setdefault(key, value)
     props |= Image.wire(
-        name=f"{artifact.name}-{artifact.version}",
+        name=image_name(artifact),
         disk_format=disk_format,
         container_format="bare",
-        visibility=glance.get("visibility", "private"),
+        visibility=visibility or glance.get("visibility", "private"),
+        tags=sorted(set(tags)) or None,
         min_disk=_min_disk(glance, path, disk_format),
         min_ram=glance.get("min_ram", 0),
         fingerprint=artifact.fingerprint,
@@ -294,7 +310,10 @@ def _log_retry(state: tenacity.RetryCallState) -> None:
 
 def describe(exc: BaseException) -> str:
     """One line for a glanceclient/keystoneauth1 exception."""
-    return describe_call(exc, "Glance", (glance_exc.CommunicationError,))
+    # glanceclient wraps keystoneauth1's ConnectTimeout in InvalidEndpoint ("... timed out")
+    return describe_call(
+        exc, "Glance", (glance_exc.CommunicationError,), (glance_exc.InvalidEndpoint,)
+    )
 
 
 class Glance:
@@ -316,11 +335,19 @@ class Glance:
         except (glance_exc.BaseException, glance_exc.ClientException, ksa_exc.ClientException) as e:
             raise GlanceError(f"{what}: {describe(e)}") from e
 
-    def list(self, filters: dict[str, Any] | None = None) -> list[Any]:
-        """Every image matching the filters (properties match exactly), all pages."""
-        return self.call(
-            "listing images", lambda: list(self.client.images.list(filters=filters or {}))
-        )
+    def list(self, filters: dict[str, Any] | None = None, hidden: bool = True) -> list[Any]:
+        """Every image matching the filters (properties match exactly), all pages; with
+        ``hidden`` also those hidden from listings (``os_hidden``), which Glance leaves out
+        unless asked for them alone."""
+
+        def attempt() -> list[Any]:
+            found = list(self.client.images.list(filters=filters or {}))
+            if hidden:
+                only_hidden = {**(filters or {}), Image.hidden.wire: True}
+                found.extend(list(self.client.images.list(filters=only_hidden)))
+            return found
+
+        return self.call("listing images", attempt)
 
     def get(self, image_id: str) -> Any:
         return self.call(f"reading image {image_id}", self.client.images.get, image_id)

@@ -6,8 +6,13 @@ reports a server booted from; the rest are deleted, or deactivated with ``deacti
 Nova is asked when the catalog has a ``compute`` service; if it is listed but cannot be asked,
 nothing is pruned (an image in use is never removed on a guess). A cloud whose catalog (for
 the region and interface used) has no compute service has no Nova that could boot these
-images: pruning goes ahead by age alone, ``PruneResult.nova_checked`` is False, and
-``bake prune`` says on stderr that the in-use checks were skipped.
+images: pruning by age alone is refused (:class:`PruneError`, exit 2) unless
+``allow_age_only`` (``bake prune --allow-age-only``); a dry run shows what it would choose,
+and ``PruneResult.nova_checked`` is False. Images hidden by ``--hide-older`` count like the
+others (they are the older builds).
+
+:func:`plan` decides without changing anything; :func:`apply` carries a plan out (so that
+``bake prune`` can show the plan and ask before it acts); :func:`prune` does both.
 
 Example::
 
@@ -46,6 +51,10 @@ class ImageRow:
     status: str
     created_at: str
     protected: bool = False
+    hidden: bool = False
+    latest: bool = False
+    visibility: str | None = None
+    tags: tuple[str, ...] = ()
 
     @classmethod
     def from_image(cls, raw: Any) -> ImageRow:
@@ -60,6 +69,10 @@ class ImageRow:
             status=image.status,
             created_at=image.created_at,
             protected=image.protected,
+            hidden=image.hidden,
+            latest=image.latest == "True",
+            visibility=image.visibility,
+            tags=tuple(image.tags or ()),
         )
 
     def age(self, now: datetime.datetime | None = None) -> str:
@@ -75,10 +88,12 @@ class ImageRow:
         return f"{max(int(seconds), 0)}s"
 
 
-def list_images(glance: g.Glance, spec: str | None = None) -> list[ImageRow]:
-    """Our project's bake images (of one spec if given), newest first within each spec."""
+def list_images(glance: g.Glance, spec: str | None = None, hidden: bool = True) -> list[ImageRow]:
+    """Our project's bake images (of one spec if given), newest first within each spec;
+    ``hidden``: also those hidden from listings (os_hidden)."""
     filters = Image.wire(spec=spec or None, owner=glance.cloud.project_id() or None)
-    rows = [r for r in map(ImageRow.from_image, glance.list(filters)) if r.fingerprint]
+    found = glance.list(filters, hidden=hidden)
+    rows = [r for r in map(ImageRow.from_image, found) if r.fingerprint]
     rows.sort(key=lambda r: r.created_at, reverse=True)
     rows.sort(key=lambda r: r.spec)
     return rows
@@ -97,15 +112,19 @@ class PruneResult:
     dry_run: bool = False
 
 
-def prune(
+def plan(
     glance: g.Glance,
     spec: str,
     keep: int,
     *,
-    dry_run: bool = False,
     deactivate: bool = False,
+    allow_age_only: bool = False,
+    dry_run: bool = True,
 ) -> PruneResult:
-    """Delete (or deactivate) a spec's images older than its newest ``keep``, unless in use."""
+    """What pruning a spec would do (nothing is changed): its newest ``keep`` images and
+    those in use are kept, protected ones skipped, the rest to be pruned. PruneError (exit 2)
+    for ``keep`` < 1, and when the cloud has no Nova to ask and neither ``allow_age_only`` nor
+    ``dry_run`` is given."""
     if keep < 1:
         raise PruneError(
             f"--keep must be at least 1 (got {keep}): prune never removes them all",
@@ -121,6 +140,13 @@ def prune(
         in_use = servers_using(glance.cloud, [r.id for r in candidates]) if candidates else {}
     except NovaError as exc:
         raise PruneError(f"{exc}; nothing pruned") from None
+    if in_use is None and not (allow_age_only or dry_run):
+        raise PruneError(
+            f"{spec}: the catalog has no compute service (Nova), so whether its images are "
+            "in use cannot be checked; nothing pruned (pass --allow-age-only to prune by "
+            "age alone)",
+            EXIT_BAD_INPUT,
+        )
     result.nova_checked = in_use is not None
     result.in_use = in_use or {}
     for row in candidates:
@@ -130,12 +156,16 @@ def prune(
             result.skipped.append((row, "protected"))
         else:
             result.pruned.append(row)
-    if dry_run:
-        return result
-    done = []
+    return result
+
+
+def apply(glance: g.Glance, result: PruneResult) -> PruneResult:
+    """Delete (or deactivate) the plan's ``pruned`` images; PruneError naming what was done
+    already if Glance fails."""
+    done: list[ImageRow] = []
     for row in result.pruned:
         try:
-            if deactivate:
+            if result.action == "deactivate":
                 glance.deactivate(row.id)
             else:
                 glance.delete(row.id)
@@ -143,4 +173,27 @@ def prune(
             already = ", ".join(r.id for r in done) or "none"
             raise PruneError(f"{exc} (already {result.action}d: {already})") from None
         done.append(row)
+    result.dry_run = False
     return result
+
+
+def prune(
+    glance: g.Glance,
+    spec: str,
+    keep: int,
+    *,
+    dry_run: bool = False,
+    deactivate: bool = False,
+    allow_age_only: bool = False,
+) -> PruneResult:
+    """Delete (or deactivate) a spec's images older than its newest ``keep``, unless in use
+    (:func:`plan`, then :func:`apply` unless ``dry_run``)."""
+    result = plan(
+        glance,
+        spec,
+        keep,
+        deactivate=deactivate,
+        allow_age_only=allow_age_only,
+        dry_run=dry_run,
+    )
+    return result if dry_run else apply(glance, result)

@@ -10,7 +10,8 @@
    marker,
    under an id derived from project and fingerprint (:func:`create_claimed`), so that of two
    concurrent publishes of one artifact only one can create it;
-4. streams the file in 1 MiB reads with a progress bar (bytes, rate, ETA), checking its
+4. streams the file in 1 MiB reads with progress (bytes, MiB/s, ETA: a bar on a terminal,
+   else a plain line every few seconds, for CI logs), checking its
    sha256 against SHA256SUMS in that same single pass (constant memory, hashing overlapped
    with sending): a file that fails SHA256SUMS is cut off before its upload completes;
 5. compares Glance's ``os_hash_value`` (sha512), ``checksum`` (md5) and ``size`` with the
@@ -22,6 +23,12 @@
 
 Any failure or interrupt (Ctrl-C: :class:`Interrupted`) after step 3 deletes the image
 (retrying while Glance is away) and raises :class:`PublishError` with one line.
+
+Once the image is active (uploaded now, or found), :func:`settle_spec` moves ``bake_latest``
+to the spec's newest verified image (``openstack image list --property bake_spec=NAME
+--property bake_latest=True`` finds exactly one) and, with ``hide_older``, sets ``os_hidden``
+on the spec's older active images. Names are unique per build (``<spec>-<version>-<fp[:8]>``),
+so a rebuild of the same version never makes ``openstack image show NAME`` ambiguous.
 
 Example::
 
@@ -44,6 +51,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from tqdm import tqdm
+
+from bake import ui
 from bake.artifacts import CHECKSUMS, GLANCE_DIGESTS, MANIFEST, Artifact, parse_checksums
 from bake.cloud import glance as g
 from bake.cloud.auth import AuthError, Cloud
@@ -54,6 +64,8 @@ CHUNK = 1024 * 1024
 # Image ids: uuid5(ID_NAMESPACE, "project:fingerprint:generation"); see create_claimed().
 ID_NAMESPACE = uuid.UUID("5d1f3c4e-8b7a-4f0e-9c2d-6a1b0e7f3a52")
 MAX_GENERATIONS = 100
+PROGRESS_INTERVAL = 10.0  # seconds between plain progress lines (not on a terminal)
+VISIBILITIES = ("private", "shared", "community", "public")
 SETTLE_SECONDS = 5.0  # how long Glance may take to notice an aborted upload
 RESURRECTION_WATCH = 2.0  # how long a deleted half-made image is watched for coming back
 LOG = logging.getLogger(__name__)
@@ -186,6 +198,22 @@ class PublishResult:
     sha512: str = ""
     md5: str = ""
     removed_leftovers: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = ()  # older images of the spec hidden (--hide-older)
+
+
+@dataclasses.dataclass(frozen=True)
+class PublishOptions:
+    """What ``bake publish`` may choose beyond the artifact itself.
+
+    ``progress``: True a bar, False nothing, None a bar on a terminal and otherwise a plain
+    line every ``progress_interval`` seconds (stderr).
+    """
+
+    visibility: str | None = None  # None: the spec's glance.visibility (default private)
+    tags: tuple[str, ...] = ()
+    hide_older: bool = False
+    progress: bool | None = None
+    progress_interval: float = PROGRESS_INTERVAL
 
 
 def _publisher() -> str:
@@ -326,21 +354,96 @@ def verify_upload(image: Any, expected: Digests, sent: int, size: int) -> None:
         )
 
 
-def _progress_bar(total: int, name: str, show: bool | None):
-    from tqdm import tqdm
+class ProgressLines:
+    """Upload progress as plain lines, for logs that are not a terminal (CI)::
 
-    if show is None:
-        show = sys.stderr.isatty()
-    return tqdm(
+        bake: bbq-spark-0.1.0-3f2a9c1b: 48.0MiB of 160.0MiB (30%), 9.6MiB/s, ETA 12s
+
+    one every ``interval`` seconds and a last one at the end; the rate is the average since
+    the start, in MiB/s (2**20 bytes per second).
+    """
+
+    def __init__(self, total: int, name: str, interval: float, stream=None, clock=time.monotonic):
+        self.total, self.name, self.interval = total, name, max(interval, 0.0)
+        self.stream = stream or sys.stderr
+        self.clock = clock
+        self.started = self.last = clock()
+        self.n = 0
+        self.shown = -1
+
+    def update(self, count: int) -> None:
+        self.n += count
+        now = self.clock()
+        if now - self.last >= self.interval:
+            self.show(now)
+
+    def show(self, now: float | None = None) -> None:
+        now = self.clock() if now is None else now
+        self.last, self.shown = now, self.n
+        elapsed = now - self.started
+        rate = self.n / elapsed if elapsed > 0 else 0.0
+        percent = 100 * self.n / self.total if self.total else 100
+        if self.n >= self.total:
+            tail = f"done in {elapsed:.0f}s"
+        else:
+            tail = f"ETA {(self.total - self.n) / rate:.0f}s" if rate else "ETA ?"
+        print(
+            f"bake: {self.name}: {ui.binary_size(self.n)} of {ui.binary_size(self.total)} "
+            f"({percent:.0f}%), {ui.binary_size(rate)}/s, {tail}",
+            file=self.stream,
+            flush=True,
+        )
+
+    def __enter__(self) -> ProgressLines:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if exc[0] is None and self.shown != self.n:
+            self.show()
+
+
+class ProgressBar(tqdm):
+    """tqdm's bar with sizes and rate in binary units, spelled so (KiB, MiB, MiB/s)."""
+
+    FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {sent}/{size} [{elapsed}<{remaining}, {speed}]"
+
+    @property
+    def format_dict(self) -> dict[str, Any]:
+        d = super().format_dict
+        rate = d.get("rate") or (d["n"] / d["elapsed"] if d.get("elapsed") else 0.0)
+        d.update(
+            sent=ui.binary_size(d["n"]),
+            size=ui.binary_size(d["total"] or 0),
+            speed=f"{ui.binary_size(rate)}/s",
+        )
+        return d
+
+
+class NoProgress:
+    def update(self, count: int) -> None:
+        pass
+
+    def __enter__(self) -> NoProgress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+
+def progress_for(total: int, name: str, show: bool | None, interval: float = PROGRESS_INTERVAL):
+    """The upload's progress display: a bar (``show`` True, or None on a terminal), plain
+    lines every ``interval`` seconds (None, stderr not a terminal), or nothing (False)."""
+    if show is False:
+        return NoProgress()
+    if show is None and not sys.stderr.isatty():
+        return ProgressLines(total, name, interval)
+    return ProgressBar(
         total=total,
-        unit="B",
-        unit_scale=True,
-        unit_divisor=1024,
         desc=name,
         file=sys.stderr,
-        disable=not show,
         mininterval=0.5,
         dynamic_ncols=True,
+        bar_format=ProgressBar.FORMAT,
     )
 
 
@@ -351,18 +454,36 @@ def publish(
     retry: g.RetryPolicy | None = None,
     progress: bool | None = None,
     on_read: Callable[[int], Any] | None = None,
+    options: PublishOptions | None = None,
 ) -> PublishResult:
     """Put the artifact's disk image into Glance once; see the module docstring for the steps.
 
-    ``progress``: show a progress bar (default: when stderr is a terminal). ``on_read(n)`` is
-    called after every read of the upload stream with the total bytes read so far.
+    ``options``: visibility, tags, hide_older and progress (``progress`` alone is a shortcut
+    for ``PublishOptions(progress=...)``). ``on_read(n)`` is called after every read of the
+    upload stream with the total bytes read so far.
     """
+    options = options or PublishOptions(progress=progress)
+    glance = g.Glance(cloud, retry)
+    result = _publish_once(artifact, glance, options, on_read)
+    try:
+        hidden = settle_spec(glance, artifact.name, result.image_id, options.hide_older)
+    except g.GlanceError as exc:
+        raise PublishError(f"image {result.image_id} is published and active, but {exc}") from None
+    return dataclasses.replace(result, hidden=tuple(hidden))
+
+
+def _publish_once(
+    artifact: Artifact,
+    glance: g.Glance,
+    options: PublishOptions,
+    on_read: Callable[[int], Any] | None,
+) -> PublishResult:
+    """Steps 1-5 of the module docstring: the active image of the artifact, made if need be."""
     path, _ = artifact.image_file()
     expect_sha256 = expected_sha256(artifact, path)
-    glance = g.Glance(cloud, retry)
-    cloud.check()
+    glance.cloud.check()
     try:
-        properties = g.image_properties(artifact)
+        properties = g.image_properties(artifact, options.visibility, options.tags)
         images = images_of(glance, artifact.fingerprint)
         existing = find_published(glance, artifact.fingerprint, images)
         if existing is not None:
@@ -376,37 +497,68 @@ def publish(
     claimed = Image(image)
     if claimed.status == "active":  # another publish finished it meanwhile
         return PublishResult(claimed.id, claimed.name, uploaded=False)
+    upload = Upload(claimed.id, path, size, expect_sha256, recorded_digests(artifact, path))
     try:
-        return _upload(
-            glance,
-            claimed.id,
-            path,
-            size,
-            expect_sha256,
-            recorded_digests(artifact, path),
-            Image(properties).name,
-            progress,
-            on_read,
-            removed,
-        )
+        return _upload(glance, upload, Image(properties).name, options, on_read, removed)
     except BaseException as exc:
         raise _cleanup(glance, claimed.id, exc) from None
 
 
+@dataclasses.dataclass(frozen=True)
+class Upload:
+    """What one upload sends: the file's first ``size`` bytes to the claimed image, checked
+    against SHA256SUMS and the digests the manifest recorded (None: computed while sending)."""
+
+    image_id: str
+    path: Path
+    size: int
+    expect_sha256: str
+    recorded: Digests | None
+
+
+def settle_spec(glance: g.Glance, spec: str, image_id: str, hide_older: bool) -> list[str]:
+    """After a publish of ``image_id`` (active): ``bake_latest`` on the spec's newest verified
+    image only, and with ``hide_older`` ``os_hidden`` on the spec's active images older than
+    ``image_id``; returns the ids hidden now. Convergent: concurrent publishes of one spec
+    leave the newest marked."""
+    owner = glance.cloud.project_id()
+    images = [
+        Image(raw)
+        for raw in glance.list(Image.wire(spec=spec, owner=owner or None))
+        if Image(raw).status == "active" and not Image(raw).publisher
+    ]
+    images.sort(key=lambda image: (image.created_at, image.id), reverse=True)
+    for rank, image in enumerate(images):
+        marked = image.latest == "True"
+        if rank == 0 and not marked:
+            glance.update(image.id, **Image.wire(latest="True"))
+        elif rank > 0 and marked:
+            glance.update(image.id, remove=[g.LATEST])
+    if not hide_older:
+        return []
+    published = next((image for image in images if image.id == image_id), None)
+    if published is None:
+        return []
+    hidden = []
+    for image in images:
+        if image.created_at < published.created_at and not image.hidden:
+            glance.update(image.id, **Image.wire(hidden=True))
+            hidden.append(image.id)
+    return hidden
+
+
 def _upload(
     glance: g.Glance,
-    image_id: str,
-    path: Path,
-    size: int,
-    expect_sha256: str,
-    recorded: Digests | None,
+    upload: Upload,
     name: str,
-    progress: bool | None,
+    options: PublishOptions,
     on_read: Callable[[int], Any] | None,
     removed: tuple[str, ...],
 ) -> PublishResult:
+    image_id, size, recorded = upload.image_id, upload.size, upload.recorded
     started = time.monotonic()
-    with _progress_bar(size, name, progress) as bar, open(path, "rb") as handle:
+    shown = progress_for(size, name, options.progress, options.progress_interval)
+    with shown as bar, open(upload.path, "rb") as handle:
 
         def report(count: int) -> None:
             bar.update(count)
@@ -417,8 +569,8 @@ def _upload(
             handle,
             size,
             report,
-            expect_sha256,
-            label=str(path),
+            upload.expect_sha256,
+            label=str(upload.path),
             glance_digests=recorded is None,
         )
         try:
@@ -507,6 +659,7 @@ __all__ = [
     "HashingReader",
     "Interrupted",
     "PublishError",
+    "PublishOptions",
     "PublishResult",
     "find_published",
     "publish",

@@ -14,12 +14,13 @@ BAKE = Path(sys.executable).parent / "bake"
 
 def bake(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
     """Run the installed ``bake`` program from the repository with ``env`` added to ours
-    (without our OS_* and DIB_* variables)."""
+    (without our OS_* and DIB_* variables), with no terminal on stdin."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("OS_", "DIB_"))}
     return subprocess.run(
         [str(BAKE), *args],
         cwd=REPO,
         env={**base, **env},
+        stdin=subprocess.DEVNULL,  # no terminal: as in CI
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -102,3 +103,38 @@ def make_qcow2(path: Path, mib: int) -> Path:
     )
     raw.unlink()
     return path
+
+
+class SilentServer:
+    """A TCP server on 127.0.0.1 that accepts every connection and never answers (a hung
+    endpoint: the connection succeeds, no byte ever comes back); connections are held open
+    until :meth:`close`."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.accepted: list = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted.append(conn)
+
+    def close(self) -> None:
+        self.listener.close()
+        for conn in self.accepted:
+            conn.close()
+
+    def __enter__(self) -> SilentServer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -82,7 +82,9 @@ def test_publish_with_os_environment_and_progress(make_artifact, openstack, glan
     result = bake("publish", str(artifact.path), "--progress", env=openstack.env())
 
     assert result.returncode == 0, result.stderr
-    assert "B/s" in result.stderr and "100%" in result.stderr  # tqdm: bytes, rate, done
+    assert "100%" in result.stderr  # tqdm: bytes, rate, done
+    assert re.search(r"\d(KiB|MiB|GiB)/s\]", result.stderr), result.stderr
+    assert "MB/s" not in result.stderr  # the bar divides by 1024 and says so
     assert [i["status"] for i in images_with(glance_client, artifact.fingerprint)] == ["active"]
 
 
@@ -119,7 +121,8 @@ def test_publish_spec_resolves_its_artifact(tmp_path, cli_env, glance_client):
 
     assert result.returncode == 0, result.stderr
     [image] = images_with(glance_client, fingerprint)
-    assert image["name"] == f"{spec.name}-{spec.version}" and image["min_disk"] == 3
+    assert image["name"] == f"{spec.name}-{spec.version}-{fingerprint[:8]}"
+    assert image["min_disk"] == 3
 
     # build --publish: the build is up to date, so it goes straight on to publish (deduped).
     chained = bake(
@@ -155,13 +158,21 @@ def test_images_and_prune_commands(make_artifact, cli_env, fake_nova):
     dry = bake(
         "prune", "--spec", name, "--keep", "1", "--dry-run", "--os-cloud", CLOUD_NAME, env=cli_env
     )
-    pruned = bake("prune", "--spec", name, "--keep", "1", "--os-cloud", CLOUD_NAME, env=cli_env)
+    args = ("prune", "--spec", name, "--keep", "1", "--os-cloud", CLOUD_NAME)
+    unconfirmed = bake(*args, env=cli_env)
+    pruned = bake(*args, "--yes", env=cli_env)
     after = bake("images", "--spec", name, "--os-cloud", CLOUD_NAME, env=cli_env)
 
     assert listing.returncode == 0, listing.stderr
     lines = listing.stdout.splitlines()
-    assert lines[0].split() == ["spec", "version", "fingerprint", "size", "status", "age", "id"]
+    header = ["spec", "version", "fingerprint", "size", "status", "age", "id", "name", "flags"]
+    assert lines[0].split() == header
     assert [line.split()[1] for line in lines[1:]] == ["2.0", "1.0"]
+    assert [line.split()[-1] for line in lines[1:]] == ["latest", "-"]
+    # no terminal and no --yes: one line, exit 2, nothing pruned
+    assert unconfirmed.returncode == 2 and unconfirmed.stdout == ""
+    [line] = unconfirmed.stderr.splitlines()
+    assert line.startswith("error: prune: no terminal to confirm on: pass --yes")
     assert dry.returncode == 0 and "would delete" in dry.stdout and "1.0" in dry.stdout
     assert pruned.returncode == 0 and "deleted" in pruned.stdout
     assert [line.split()[1] for line in after.stdout.splitlines()[1:]] == ["2.0"]

@@ -1,5 +1,6 @@
 """``bake prune`` on a cloud whose catalog has no compute service: a Keystone + Glance of its
-own (the session's servers get the fake Nova registered), never a compute endpoint."""
+own (the session's servers get the fake Nova registered), never a compute endpoint. Pruning by
+age alone there is refused unless ``--allow-age-only`` (a dry run shows what it would choose)."""
 
 from __future__ import annotations
 
@@ -34,8 +35,10 @@ def test_prune_without_compute_says_in_use_checks_were_skipped(glance_only, make
         time.sleep(1.1)  # Glance's created_at has one-second resolution
 
     dry = bake("prune", "--spec", name, "--keep", "1", "--dry-run", *cloud, env=env)
-    pruned = bake("prune", "--spec", name, "--keep", "1", *cloud, env=env)
-    again = bake("prune", "--spec", name, "--keep", "1", *cloud, env=env)
+    refused = bake("prune", "--spec", name, "--keep", "1", "--yes", *cloud, env=env)
+    age_only = ("--yes", "--allow-age-only")
+    pruned = bake("prune", "--spec", name, "--keep", "1", *age_only, *cloud, env=env)
+    again = bake("prune", "--spec", name, "--keep", "1", *age_only, *cloud, env=env)
     listing = bake("images", "--spec", name, *cloud, env=env)
 
     warning = "the catalog has no compute service (Nova), so in-use checks were skipped"
@@ -44,6 +47,11 @@ def test_prune_without_compute_says_in_use_checks_were_skipped(glance_only, make
     assert [line.split()[1:3] for line in dry.stdout.splitlines() if "would delete" in line] == [
         ["would", "delete"]
     ] * 2
+    # pruning by age alone needs --allow-age-only (issue 14): refused in one line, exit 2
+    assert refused.returncode == 2 and refused.stdout == ""
+    [line] = refused.stderr.splitlines()
+    assert line.startswith(f"error: {name}: the catalog has no compute service (Nova)")
+    assert line.endswith("nothing pruned (pass --allow-age-only to prune by age alone)")
     assert pruned.returncode == 0, pruned.stderr
     assert warning in pruned.stderr and "images pruned by age alone" in pruned.stderr
     assert sum(" deleted " in line for line in pruned.stdout.splitlines()) == 2

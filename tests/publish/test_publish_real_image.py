@@ -25,7 +25,7 @@ def test_real_spark_image_is_published_for_sahara(spark_artifact, cloud, glance_
     image = glance_client.images.get(result.image_id)
     spec = spark_artifact.spec
     assert (image["disk_format"], image["status"]) == (disk_format, "active")
-    assert image["name"] == f"bbq-spark-{spark_artifact.version}"
+    assert image["name"] == f"bbq-spark-{spark_artifact.version}-{spark_artifact.fingerprint[:8]}"
     assert (image["min_disk"], image["min_ram"]) == (spec["glance"]["min_disk"], 2048)
     assert image["os_distro"] == "debian"
     assert image["bake_fingerprint"] == spark_artifact.fingerprint
