@@ -161,6 +161,7 @@ def stack_ssh(stack: str | None, ssh: SshOptions) -> SshOptions:
     if local is None:
         return ssh
     keys = ssh.key_files or (Path(local.key),)
-    default = SshOptions().known_hosts
-    known = Path(local.known_hosts) if ssh.known_hosts == default else ssh.known_hosts
+    default = SshOptions().known_hosts.expanduser()
+    given = ssh.known_hosts.expanduser() != default
+    known = ssh.known_hosts if given else Path(local.known_hosts)
     return dataclasses.replace(ssh, key_files=keys, known_hosts=known)

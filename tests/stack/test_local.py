@@ -211,13 +211,13 @@ def test_state_round_trip_and_outputs_without_secret(tmp_path):
 
 def test_fab_stack_reads_a_local_stack_and_its_ssh_settings(tmp_path):
     local_state(tmp_path)
-    from bake.fleet import inventory
+    from bake.fleet import inventory, tasks
     from bake.fleet.ssh import SshOptions
 
     old = os.environ.get("BBQ_ARTIFACTS")
     os.environ["BBQ_ARTIFACTS"] = str(tmp_path)
     try:
-        ssh = inventory.stack_ssh("dev", SshOptions())
+        ssh = inventory.stack_ssh("dev", tasks.ssh_options("~/.ssh/known_hosts", (), False))
         assert ssh.key_files == (tmp_path / "id_ed25519",)
         assert ssh.known_hosts == tmp_path / "known_hosts"
         given = SshOptions(Path("/k/known"), (Path("/k/id"),))
@@ -418,8 +418,7 @@ def test_local_stack_end_to_end(
         browser.screenshot(tmp_path / "dashboard.png")
 
         # An app change to every role, then back.
-        before = current_releases(stack)
-        assert len(set(before.values())) == 1
+        before = current_releases(stack)  # each image's baked release
         variant = app_variant(tmp_path / "v2", version="0.9.0", marker="local-stack")
         common = ["--stack", name, "--batch", "5"]
         deployed = run(
