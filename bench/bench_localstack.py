@@ -13,7 +13,8 @@ stack is deleted after its run (``--keep-rootfs``), and the data store and queue
 started on the host by each create, as a developer's would be. --rounds pairs alternate
 their order; medians and every round's ratio are printed.
 Usage: .venv/bin/python bench/bench_localstack.py [--output STORE] [--rounds N] [--workers N]
-(the spark, streaming and rest images must be built in STORE: bake build image-specs/...).
+[--image ROLE=ARTIFACT_DIR]... (the spark, streaming and rest images of the current
+fingerprints must be built in STORE, bake build image-specs/..., unless given by --image).
 """
 
 from __future__ import annotations
@@ -46,9 +47,13 @@ def bake(*args: str, store: Path, timeout: float = 1800) -> subprocess.Completed
     )
 
 
-def one_create(name: str, store: Path, workers: int, serial: bool) -> tuple[float, dict]:
+def one_create(
+    name: str, store: Path, workers: int, serial: bool, pins: list[str]
+) -> tuple[float, dict]:
     """Wall seconds of one create (to every role ready) and {role: ready after s}."""
     args = ["create", "--local", name, "--workers", str(workers)]
+    for pin in pins:
+        args += ["--image", pin]
     start = time.perf_counter()
     created = bake(*args, *(["--serial"] if serial else []), store=store)
     wall = time.perf_counter() - start
@@ -67,11 +72,13 @@ def main() -> int:
     parser.add_argument("--output", default=os.environ.get("BBQ_ARTIFACTS") or "artifacts")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--image", action="append", default=[], metavar="ROLE=ARTIFACT_DIR")
     args = parser.parse_args()
     store = Path(args.output)
 
     start = time.perf_counter()
-    found = images.resolve(store, list(roles.BOOTED_ROLES))
+    pinned = dict(pin.split("=", 1) for pin in args.image)
+    found = images.resolve(store, list(roles.BOOTED_ROLES), pinned)
     for artifact in {a.path: a for a in found.values()}.values():
         images.rootfs(store, artifact)
     print(f"images resolved and unpacked (untimed below): {time.perf_counter() - start:.1f} s")
@@ -83,7 +90,7 @@ def main() -> int:
         order = [False, True] if round_ % 2 == 0 else [True, False]
         for one_by_one in order:
             name = f"bench{os.getpid() % 1000}-{round_}-{'s' if one_by_one else 'p'}"
-            wall, ready = one_create(name, store, args.workers, one_by_one)
+            wall, ready = one_create(name, store, args.workers, one_by_one, args.image)
             (serial if one_by_one else parallel).append(wall)
             how = "one after another" if one_by_one else "side by side"
             steps = ", ".join(f"{role} {s}s" for role, s in ready.items())
