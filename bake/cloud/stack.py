@@ -7,6 +7,7 @@ Commands::
     bake stack create NAME --dry-run        # the processed template, environment, parameters
     bake stack update NAME [--workers N] [--image ROLE=IMAGE]... [--latest-images] [--wait]
     bake stack show NAME | outputs NAME [KEY] | delete NAME | list
+    bake stack create|show|outputs|delete|list --local ...   # on this machine: bake.cloud.local
 
 Each role's image is the newest active Glance image whose ``bake_spec`` property names the
 role's spec (``ROLES`` in :mod:`bake.cloud.stackfiles`) unless ``--image ROLE=NAME|ID`` says
