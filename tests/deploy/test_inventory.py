@@ -6,13 +6,14 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+import yaml
 
 from bake.cloud import auth
 from bake.fleet import DeployError
-from bake.fleet.inventory import from_nova
+from bake.fleet.inventory import CloudOptions, from_nova
 from bake.fleet.targets import Target, parse_hosts
 from tests.deploy.fleet import FAB, REPO
-from tests.fixtures.openstack import ADMIN_PASSWORD, CLOUD_NAME
+from tests.fixtures.openstack import ADMIN_PASSWORD, CLOUD_NAME, REGION
 
 
 def test_host_lists():
@@ -82,12 +83,53 @@ def test_servers_by_image_and_network(servers, fleet, monkeypatch):
         from_nova(cloud, role="db", network="private")
 
 
+def oslo_config(env: dict[str, str], path) -> str:
+    """An oslo.config file whose [keystone] group holds the clouds.yaml cloud's credentials."""
+    clouds = yaml.safe_load(open(env["OS_CLIENT_CONFIG_FILE"]))
+    cloud = clouds["clouds"][CLOUD_NAME]
+    lines = ["[keystone]", "auth_type = password"]
+    lines += [f"{key} = {value}" for key, value in cloud["auth"].items()]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+@pytest.mark.slow
+def test_fab_takes_the_cloud_options_bake_takes(servers, fleet, tmp_path):
+    nova, env, _ = servers
+    conf = oslo_config(env, tmp_path / "fab.conf")
+    bare = {k: v for k, v in env.items() if k != "OS_CLIENT_CONFIG_FILE"}  # no clouds.yaml
+    common = ["--role", "rest", "--network", "private", "--config-file", conf]
+    run = fleet.fab(
+        "status",
+        *common,
+        "--os-region-name",
+        REGION,
+        "--os-interface",
+        "internal",
+        hosts="",
+        env=bare,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    for instance in fleet.instances:
+        assert f"[{instance.name}] current " in run.stdout
+    # The region and interface reach the catalog lookup.
+    cloud = CloudOptions(config_file=conf, region=REGION, interface="internal").connect()
+    assert (cloud.region_name, cloud.interface) == (REGION, "internal")
+    elsewhere = fleet.fab("status", *common, "--os-region-name", "Nowhere", hosts="", env=bare)
+    assert elsewhere.returncode != 0
+    lines = elsewhere.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Nowhere" in lines[0], elsewhere.stderr
+    assert ADMIN_PASSWORD not in run.stdout + run.stderr + elsewhere.stdout + elsewhere.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["-H", "127.0.0.1:99999", "status"], "bad port in host '127.0.0.1:99999'"),
         (["status"], "choose servers by --stack, --role or --image (or give hosts with -H)"),
         (["-H", "127.0.0.1", "deploy", "--mode", "rsync"], "--mode must be one of"),
+        (["status", "--role", "rest", "--config-file", "/nonexistent.conf"], "no such file"),
+        (["status", "--role", "rest", "--os-interface", "inside"], "--os-interface must be"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, message, tmp_path):
