@@ -6,10 +6,11 @@ name on the wire (the way openstacksdk declares a resource): ``Image(raw).finger
 ``bake_fingerprint`` from an image glanceclient returned, and ``Image.wire(fingerprint=...)``
 is a request body or a list filter. ``print(Image.__doc__)`` shows the whole table.
 
-What :func:`image_properties` writes for an artifact: its name and version, the disk format of
-its image file, ``os_distro``/``os_version``/``architecture`` (which the spec's
-``glance.properties`` may override), ``min_disk`` (default: the image's virtual size) and
-``min_ram``, the spec's other ``glance.properties`` (``hw_*``, ...), its fingerprint, spec
+What :func:`image_properties` writes for an artifact: its name (spec, version and the
+fingerprint's first 8 hex digits: one per build, :func:`image_name`), tags and visibility as
+``bake publish`` chose them, the disk format of its image file,
+``os_distro``/``os_version``/``architecture`` (which the spec's ``glance.properties`` may
+override), ``min_disk`` (default: the image's virtual size) and ``min_ram``, the spec's other ``glance.properties`` (``hw_*``, ...), its fingerprint, spec
 name, version and build time, and Sahara's image registry (``_sahara_username``,
 ``_sahara_description``, ``_sahara_tag_<tag> = "True"``, exactly as Sahara reads it).
 

@@ -34,7 +34,7 @@ def test_publish_uploads_real_qcow2_with_properties(make_artifact, cloud, glance
     assert image["os_hash_algo"] == "sha512" and image["os_hash_value"] == result.sha512
     assert image["checksum"] == result.md5
     expected = {
-        "name": f"{artifact.name}-2.1.0",
+        "name": f"{artifact.name}-2.1.0-{artifact.fingerprint[:8]}",  # one name per build
         "disk_format": "qcow2",
         "container_format": "bare",
         "visibility": "private",
@@ -53,6 +53,9 @@ def test_publish_uploads_real_qcow2_with_properties(make_artifact, cloud, glance
         "_sahara_description": "Big Data BBQ Spark image",
         "_sahara_tag_spark": "True",
         "_sahara_tag_3.5.1": "True",
+        "bake_latest": "True",  # the spec's newest verified image
+        "os_hidden": False,
+        "tags": [],
     }
     assert {key: image.get(key) for key in expected} == expected
     assert g.PUBLISHER not in image  # the in-progress marker is gone once active
