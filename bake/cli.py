@@ -135,7 +135,8 @@ def _artifact_for(args: argparse.Namespace, target: str):
     """An artifact directory, or the stored artifact of a spec's current fingerprint."""
     from bake.artifacts import MANIFEST, Artifact
 
-    path = Path(target)
+    path = resources.spec_path(target)  # a spec's name (`spark`) finds the spec
+    target = str(path)
     if path.is_dir() or path.name == MANIFEST or not path.exists():
         if not path.exists():
             raise InputError(f"{target}: no such artifact directory or spec file")
@@ -174,7 +175,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     from bake import instances
     from bake.artifacts import SMOKE_REPORT, Artifact
 
-    target = Path(args.target)
+    target = resources.spec_path(args.target)  # a spec's name (`spark`) finds the spec
     if target.is_dir():
         artifact = Artifact.load(target)
     else:
