@@ -79,7 +79,10 @@ def elements_dir(spec_path: Path, cwd: Path | None = None) -> Path:
 
 
 def specs_dir(cwd: Path | None = None) -> Path:
-    """``image-specs/`` of the current directory when it has one, else the shipped specs."""
+    """``image-specs/`` of the current directory when it has one (relative, as users and
+    messages name it), else the shipped specs."""
+    if cwd is None and Path(SPECS).is_dir():
+        return Path(SPECS)
     cwd = cwd or Path.cwd()
     if (cwd / SPECS).is_dir():
         return cwd / SPECS
