@@ -10,8 +10,9 @@ What :func:`image_properties` writes for an artifact: its name (spec, version an
 fingerprint's first 8 hex digits: one per build, :func:`image_name`), tags and visibility as
 ``bake publish`` chose them, the disk format of its image file,
 ``os_distro``/``os_version``/``architecture`` (which the spec's ``glance.properties`` may
-override), ``min_disk`` (default: the image's virtual size) and ``min_ram``, the spec's other ``glance.properties`` (``hw_*``, ...), its fingerprint, spec
-name, version and build time, and Sahara's image registry (``_sahara_username``,
+override), ``min_disk`` (default: the image's virtual size) and ``min_ram``, the spec's
+other ``glance.properties`` (``hw_*``, ...), its fingerprint, spec name, version and build
+time, and Sahara's image registry (``_sahara_username``,
 ``_sahara_description``, ``_sahara_tag_<tag> = "True"``, exactly as Sahara reads it).
 
 Transient failures of single API calls (connection refused or reset, HTTP 502/503/504) are
