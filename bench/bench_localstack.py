@@ -9,8 +9,9 @@ Measures, in one run, from the same images of the artifact store:
      serial / parallel.
 
 The images' root filesystems are unpacked once before timing (printed on its own); each
-stack is deleted after its run (``--keep-rootfs``), and the data store and queue are
-started on the host by each create, as a developer's would be. --rounds pairs alternate
+stack is deleted after its run (``--keep-rootfs``; the unpacked images are removed at the
+end), and the data store and queue are started on the host by each create, as a
+developer's would be. --rounds pairs alternate
 their order; medians and every round's ratio are printed.
 Usage: .venv/bin/python bench/bench_localstack.py [--output STORE] [--rounds N] [--workers N]
 [--image ROLE=ARTIFACT_DIR]... (the spark, streaming and rest images of the current
@@ -31,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bake.cloud.local import images, roles  # noqa: E402
+from bake.cloud.local import images, roles, state  # noqa: E402
 
 BAKE = str(Path(sys.executable).parent / "bake")
 READY = re.compile(r"local \S+: (\S+): ready after (\d+)s")
@@ -97,6 +98,8 @@ def main() -> int:
             print(f"round {round_ + 1}: {how:<17} {wall:6.1f} s  (ready: {steps})", flush=True)
     for i, (p, s) in enumerate(zip(parallel, serial, strict=True)):
         print(f"round {i + 1}: serial / parallel = {s / p:.2f}x")
+    keep = {Path(sv.rootfs).resolve() for stack in state.all_stacks(store) for sv in stack.servers}
+    images.prune_rootfs(store, keep)  # the unpacked images no other local stack boots from
     p, s = statistics.median(parallel), statistics.median(serial)
     print(f"create --local to every role healthy: {p:.1f} s side by side (median)")
     print(f"roles one after another: {s:.1f} s; serial / parallel = {s / p:.2f}x")
