@@ -23,6 +23,11 @@ from bake.errors import OperationFailed
 
 ACTIVE = "ACTIVE"
 
+# Server metadata the stack's templates set on every server (stacks/bbq.yaml and the local
+# stack) and by which `bake stack` and `fab --stack/--role` find them.
+STACK_KEY = "bbq_stack"
+ROLE_KEY = "bbq_role"
+
 
 class NovaError(OperationFailed):
     """Nova could not be asked, or a server lacks what was asked of it (one line)."""

@@ -32,12 +32,10 @@ from typing import Any
 
 from bake.cloud import auth
 from bake.cloud import stackfiles as sf
+from bake.cloud.nova import ROLE_KEY, STACK_KEY
 from bake.errors import EXIT_BAD_INPUT, EXIT_FAILED, BakeError
 
-HTTP_TIMEOUT = 60.0  # seconds per API request
 POLL_SECONDS = 2.0
-STACK_KEY = "bbq_stack"
-ROLE_KEY = "bbq_role"
 
 
 class StackError(BakeError):
@@ -208,15 +206,15 @@ def connect(args: argparse.Namespace) -> Heat:
     from bake.cloud import commands as cloud_commands
 
     cloud_commands._quiet_libraries()
+    timeout = cloud_commands._timeout(args)  # --api-timeout, checked before any call
     try:
         cloud = auth.connect(
             cloud=args.os_cloud,
             config_file=args.config_file,
             region=args.os_region_name,
             interface=args.os_interface,
+            timeout=timeout,
         )
-        if cloud.session.timeout is None:
-            cloud.session.timeout = HTTP_TIMEOUT
         cloud.check()
         cloud.endpoint("orchestration")
     except auth.AuthError as exc:
@@ -614,7 +612,7 @@ def leftovers(cloud: auth.Cloud, stack_name: str) -> str:
     for kind, path in (("port", "ports"), ("security group", "security-groups")):
         try:
             url = cloud.endpoint("network").rstrip("/") + f"/v2.0/{path}"
-            found = cloud.session.get(url, timeout=HTTP_TIMEOUT).json()[path.replace("-", "_")]
+            found = cloud.session.get(url).json()[path.replace("-", "_")]  # the session timeout
         except Exception as exc:
             raise StackError(f"listing {path}: {auth.describe(exc, cloud)}") from None
         parts += [f"{kind} {x['name']}" for x in found if (x.get("name") or "").startswith(prefix)]

@@ -24,9 +24,11 @@ from typing import Any
 
 import yaml
 
+from bake import resources
 from bake.errors import InputError
 
-STACKS_DIR = Path(__file__).resolve().parents[2] / "stacks"
+# The checkout's stacks/ when bake runs from one, else those shipped in the wheel.
+STACKS_DIR = resources.shipped("stacks") or Path(__file__).resolve().parents[2] / "stacks"
 TEMPLATE = "bbq.yaml"
 ENVIRONMENT = "env.yaml"
 CLOUD_CONFIG_DIR = "cloud-config"

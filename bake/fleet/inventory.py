@@ -25,13 +25,12 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from bake.cloud.nova import ROLE_KEY, STACK_KEY
 from bake.errors import EXIT_BAD_INPUT
 from bake.fleet import DeployError
 from bake.fleet.ssh import SshOptions
 from bake.fleet.targets import Target, parse_hosts
 
-STACK_KEY = "bbq_stack"
-ROLE_KEY = "bbq_role"
 PORT_KEY = "bbq_ssh_port"
 
 
