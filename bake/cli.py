@@ -330,7 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
     partition_options(p)
     matrix_commands.add_arguments(p)
 
-    p = command("stack", cmd_stack, "the whole stack on Heat (stacks/): create, update, ...")
+    p = command(
+        "stack",
+        cmd_stack,
+        "the whole stack (stacks/) on Heat, or on this machine with --local: create, update, ...",
+    )
     stack_commands.add_arguments(p)
 
     p = command("list", cmd_list, "list the artifacts in the store")
