@@ -138,7 +138,10 @@ def _timeout(args: argparse.Namespace) -> float | None:
     return timeout
 
 
-def _connect(args: argparse.Namespace) -> auth.Cloud:
+def connect(args: argparse.Namespace, service: str = "image") -> auth.Cloud:
+    """The cloud of a command's options (clouds.yaml, OS_*, --config-file; --api-timeout),
+    its credentials checked and ``service`` found in its catalog; InputError (one line,
+    exit 2) otherwise."""
     _quiet_libraries()
     timeout = _timeout(args)
     try:
@@ -150,7 +153,7 @@ def _connect(args: argparse.Namespace) -> auth.Cloud:
             timeout=timeout,
         )
         cloud.check()
-        cloud.endpoint("image")
+        cloud.endpoint(service)
     except auth.AuthError as exc:
         raise InputError(str(exc)) from None
     return cloud
@@ -178,7 +181,7 @@ def _retry(args: argparse.Namespace) -> g.RetryPolicy:
 def run_publish(args: argparse.Namespace, artifact: Artifact) -> int:
     """Publish one artifact; print what happened on one line (and one per image hidden)."""
     options = _publish_options(args)
-    cloud = _connect(args)
+    cloud = connect(args)
     caught: list[int] = []
 
     def interrupt(signum: int, _frame: Any) -> None:
@@ -219,7 +222,7 @@ def run_publish(args: argparse.Namespace, artifact: Artifact) -> int:
 
 def run_images(args: argparse.Namespace) -> int:
     """List published images, per spec, newest first (hidden ones too with --hidden)."""
-    cloud = _connect(args)
+    cloud = connect(args)
     try:
         glance = g.Glance(cloud, _retry(args))
         rows = pr.list_images(glance, spec=args.spec, hidden=args.hidden)
@@ -264,7 +267,7 @@ def run_prune(args: argparse.Namespace) -> int:
             "prune: no terminal to confirm on: pass --yes to prune, or --dry-run to see what "
             "would be pruned"
         )
-    cloud = _connect(args)
+    cloud = connect(args)
     glance = g.Glance(cloud, _retry(args))
     try:
         specs = [args.spec] if args.spec else sorted({r.spec for r in pr.list_images(glance)})

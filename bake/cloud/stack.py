@@ -33,7 +33,7 @@ from typing import Any
 from bake.cloud import auth
 from bake.cloud import stackfiles as sf
 from bake.cloud.nova import ROLE_KEY, STACK_KEY
-from bake.errors import EXIT_BAD_INPUT, EXIT_FAILED, BakeError
+from bake.errors import EXIT_BAD_INPUT, EXIT_FAILED, BakeError, InputError
 
 POLL_SECONDS = 2.0
 
@@ -203,23 +203,13 @@ def heat_message(exc: BaseException) -> str:
 
 
 def connect(args: argparse.Namespace) -> Heat:
+    """Heat over the same session, options and checks as ``bake publish``."""
     from bake.cloud import commands as cloud_commands
 
-    cloud_commands._quiet_libraries()
-    timeout = cloud_commands._timeout(args)  # --api-timeout, checked before any call
     try:
-        cloud = auth.connect(
-            cloud=args.os_cloud,
-            config_file=args.config_file,
-            region=args.os_region_name,
-            interface=args.os_interface,
-            timeout=timeout,
-        )
-        cloud.check()
-        cloud.endpoint("orchestration")
-    except auth.AuthError as exc:
+        return Heat(cloud_commands.connect(args, "orchestration"))
+    except InputError as exc:
         raise StackError(str(exc), EXIT_BAD_INPUT) from None
-    return Heat(cloud)
 
 
 # -- parameters and images -------------------------------------------------------------------
