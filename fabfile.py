@@ -14,6 +14,7 @@ Example::
     fab deploy --role rest --network private --os-cloud mycloud --check
     fab status --stack prod --role rest --network private --format json
     fab -H 10.0.0.5 status
+    fab hosts --stack prod --os-cloud mycloud --format json
 """
 
 import inspect
@@ -30,6 +31,7 @@ DOCS = {
     "status": "Show each host's release, units and health (changes nothing).",
     "restart": "Restart the bbq units on every host and check health.",
     "releases": "List the releases installed on every host.",
+    "hosts": "List the hosts the other tasks would reach (-H, a stack or Nova); connect to none.",
 }
 
 
@@ -70,3 +72,4 @@ rollback = _task("rollback")
 status = _task("status")
 restart = _task("restart")
 releases = _task("releases")
+hosts = _task("hosts")

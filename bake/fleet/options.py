@@ -240,6 +240,12 @@ TASK_OPTIONS: dict[str, dict[str, Option]] = {
     "restart": {**HOST_OPTIONS, **CHANGE_OPTIONS},
     "status": HOST_OPTIONS,
     "releases": HOST_OPTIONS,
+    # `fab hosts` only resolves the hosts (no SSH): the options that choose them, and --format.
+    "hosts": {
+        name: option
+        for name, option in HOST_OPTIONS.items()
+        if name not in ("known_hosts", "key", "accept_new_host_keys", "batch", "max_fail")
+    },
 }
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -29,6 +30,7 @@ from typing import Any
 import fabric
 import invoke
 
+from bake import ui
 from bake.fleet import DeployError, host, inventory, plans
 from bake.fleet.options import NEVER, TaskOptions, parse
 from bake.fleet.results import HostResult, say
@@ -121,6 +123,8 @@ def run_task(action: str, **given: Any) -> list[HostResult]:
     failed hosts (after the results), so that ``fab`` exits non-zero with one line.
     """
     opts = parse(action, given)
+    if action == "hosts":
+        return list_hosts(opts)
     with stdout_kept_for(opts.format == "json") as out:
         results = _run(action, opts)
         print(as_json(results) if opts.format == "json" else table(results), file=out)
@@ -132,6 +136,19 @@ def run_task(action: str, **given: Any) -> list[HostResult]:
             + ", ".join(f"{r.host} {r.result}" for r in bad)
         )
     return results
+
+
+def list_hosts(opts: TaskOptions) -> list[HostResult]:
+    """``fab hosts``: the hosts the other tasks would reach with the same options, resolved
+    (``-H``, a local stack or Nova) and printed, without connecting to any of them."""
+    targets = choose_targets(opts)
+    rows = [(t.name or "-", t.host, t.port, t.user) for t in targets]
+    header = ("name", "address", "port", "user")
+    if opts.format == "json":
+        print(json.dumps([dict(zip(header, row, strict=True)) for row in rows], indent=2))
+    else:
+        print(ui.table(header, rows, rule=True))
+    return [HostResult(t.label) for t in targets]
 
 
 def _run(action: str, opts: TaskOptions) -> list[HostResult]:
