@@ -149,13 +149,18 @@ class _StrictLoader(yaml.SafeLoader):
     keys refused and nesting bounded."""
 
     depth = 0
+    allowed = 0
+    aliases_left = 0  # how many aliases a file may still use (few: no alias bombs)
 
     def compose_node(self, parent, index):  # noqa: D102 - PyYAML's hook
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(
-                None, None, "aliases (*name) are not allowed", event.start_mark
-            )
+            self.aliases_left -= 1
+            if self.aliases_left < 0:
+                event = self.peek_event()
+                message = (
+                    "aliases (*name) are not allowed" if not self.allowed else "too many aliases"
+                )
+                raise yaml.composer.ComposerError(None, None, message, event.start_mark)
         self.depth += 1
         if self.depth > MAX_DEPTH:
             mark = self.peek_event().start_mark
@@ -220,12 +225,13 @@ def read_text(path: Path, shown: str, max_bytes: int = MAX_FILE_BYTES) -> str:
         raise fail(f"not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start})") from None
 
 
-def read_yaml(path: Path, shown: str, max_bytes: int = MAX_FILE_BYTES) -> Any:
-    """The YAML document in ``path`` (see :func:`read_text`), loaded without aliases,
-    duplicate or non-string keys; ValidationError with the line and column otherwise."""
+def read_yaml(path: Path, shown: str, max_bytes: int = MAX_FILE_BYTES, aliases: int = 0) -> Any:
+    """The YAML document in ``path`` (see :func:`read_text`), loaded without duplicate or
+    non-string keys and with at most ``aliases`` aliases (none by default: an alias bomb
+    needs many); ValidationError with the line and column otherwise."""
     text = read_text(path, shown, max_bytes)
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        return _load(text, aliases)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -234,3 +240,12 @@ def read_yaml(path: Path, shown: str, max_bytes: int = MAX_FILE_BYTES) -> Any:
     except RecursionError:
         message = f"invalid YAML: nested more than {MAX_DEPTH} levels deep"
         raise ValidationError([Problem(shown, "", message)]) from None
+
+
+def _load(text: str, aliases: int) -> Any:
+    loader = _StrictLoader(text)  # its reader refuses bad characters already (YAMLError)
+    loader.aliases_left = loader.allowed = aliases
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()

@@ -27,12 +27,14 @@ import dataclasses
 import os
 import re
 import warnings
+from pathlib import Path
 from typing import Any
 
 from keystoneauth1 import exceptions as ksa_exc
 from keystoneauth1 import session as ksa_session
 
 from bake.errors import InputError
+from bake.validation import ValidationError, read_yaml
 
 OSLO_GROUP = "keystone"
 DEFAULT_TIMEOUT = 60.0  # seconds per request (see the module docstring)
@@ -175,6 +177,53 @@ def _set_timeout(session: ksa_session.Session, timeout: float | None) -> None:
         session.timeout = DEFAULT_TIMEOUT
 
 
+# clouds.yaml files may share blocks with a few YAML anchors; more is an alias bomb.
+CLOUDS_ALIASES = 16
+
+
+def checked_clouds_file() -> str | None:
+    """The clouds.yaml openstacksdk will read (``OS_CLIENT_CONFIG_FILE``, else the first of
+    its search path that exists), read here first as hostile input: AuthError naming the file
+    when it is missing (given by the variable), not a regular file, too large, not UTF-8, not
+    YAML, or of the wrong shape; openstacksdk itself would skip it or fail with bare Python
+    errors."""
+    from openstack.config import loader
+
+    given = os.environ.get("OS_CLIENT_CONFIG_FILE")
+    if given and not os.path.exists(given):
+        raise AuthError(f"OS_CLIENT_CONFIG_FILE={given}: no such file")
+    path = next(
+        (p for p in ([given] if given else []) + loader.CONFIG_FILES if os.path.exists(p)), None
+    )
+    if path is None:
+        return None
+    try:
+        data = read_yaml(Path(path), path, aliases=CLOUDS_ALIASES)
+    except ValidationError as exc:
+        raise AuthError(exc.lines()[0]) from None
+    problem = _clouds_shape(data)
+    if problem:
+        raise AuthError(f"{path}: {problem}")
+    return path
+
+
+def _clouds_shape(data: Any) -> str | None:
+    """What is wrong with the shape of a clouds.yaml document, or None."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        return f"must be a mapping with a `clouds` key, not {type(data).__name__}"
+    clouds = data.get("clouds", {})
+    if not isinstance(clouds, dict):
+        return "clouds: must be a mapping of cloud names"
+    for name, entry in clouds.items():
+        if not isinstance(entry, dict):
+            return f"clouds.{name}: must be a mapping (auth, region_name, ...)"
+        if not isinstance(entry.get("auth", {}), dict):
+            return f"clouds.{name}.auth: must be a mapping"
+    return None
+
+
 def from_clouds(
     cloud: str | None = None,
     region: str | None = None,
@@ -191,6 +240,7 @@ def from_clouds(
             "no credentials: pass --os-cloud NAME (clouds.yaml), set OS_CLOUD or the OS_* "
             "variables of an openrc file, or pass --config-file with a [keystone] group"
         )
+    clouds_file = checked_clouds_file()
     kwargs: dict[str, Any] = {}
     if region:
         kwargs["region_name"] = region
@@ -204,7 +254,8 @@ def from_clouds(
             session = region_config.get_session()
             _set_timeout(session, timeout)
     except sdk_exc.ConfigException as exc:
-        raise AuthError(f"{source}: {first_line(exc)}") from None
+        where = f" (in {clouds_file})" if clouds_file else " (no clouds.yaml found)"
+        raise AuthError(f"{source}: {first_line(exc)}{where if cloud else ''}") from None
     except Exception as exc:
         raise AuthError(describe(exc, None).replace("auth:", f"{source}:", 1)) from None
     if region_config.name and not cloud:

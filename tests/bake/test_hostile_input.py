@@ -13,10 +13,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bake.artifacts import MANIFEST, Artifact, ArtifactError, Store
+from bake.matrix import load_matrix
 from bake.spec import SpecError, load_spec
 from tests.support.cli import run_bake
 from tests.support.paths import BAKE, REPO
@@ -211,3 +213,78 @@ def test_list_skips_corrupt_manifests_and_a_closed_pipe_ends_quietly(tmp_path):
         timeout=60,
     )
     assert piped.stdout == "[" and "Traceback" not in piped.stderr, piped.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# The matrix file
+
+
+@CASES
+@given(data=st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
+def test_any_matrix_bytes_give_spec_errors_only(tmp_path, data):
+    specs = _spec_dir(tmp_path)
+    (specs / "matrix.yaml").write_bytes(data)
+    try:
+        load_matrix(specs / "matrix.yaml", REPO / "elements", root=tmp_path)
+    except SpecError as exc:
+        assert all(line.startswith("image-specs/") for line in exc.lines()), exc.lines()
+
+
+@CASES
+@given(
+    value=json_values,
+    key=st.sampled_from(["specs", "distros", "spark", "exclude", "unbuildable", "validate-only"]),
+)
+def test_any_value_in_a_matrix_field_gives_spec_errors_only(tmp_path, value, key):
+    specs = _spec_dir(tmp_path)
+    text = (REPO / "image-specs" / "matrix.yaml").read_text()
+    data = yaml.safe_load(text)
+    data[key] = value
+    (specs / "matrix.yaml").write_text(json.dumps(data))
+    with pytest.raises(SpecError):
+        load_matrix(specs / "matrix.yaml", REPO / "elements", root=tmp_path)
+
+
+# ---------------------------------------------------------------------------------------
+# clouds.yaml
+
+
+HOSTILE_CLOUDS = {
+    "not YAML": ("clouds: [1,", "invalid YAML"),
+    "a list": ("- a\n- b\n", "must be a mapping"),
+    "clouds a number": ("clouds: 5\n", "clouds: must be a mapping"),
+    "a cloud a number": ("clouds:\n  x: 5\n", "clouds.x: must be a mapping"),
+    "auth a list": ("clouds:\n  x:\n    auth: [1]\n", "clouds.x.auth: must be a mapping"),
+    "binary": (b"\xff\xfe\x00", "not UTF-8"),
+    "alias bomb": (HOSTILE_SPECS["alias bomb"], "too many aliases"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_CLOUDS))
+def test_hostile_clouds_yaml_is_one_line_naming_the_file(tmp_path, case):
+    content, expected = HOSTILE_CLOUDS[case]
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_bytes(content if isinstance(content, bytes) else content.encode())
+    env = {"OS_CLIENT_CONFIG_FILE": str(clouds)}
+    result = run_bake("images", "--os-cloud", "x", env=env, drop=("DIB_", "OS_"), timeout=60)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {clouds}"), lines
+    assert expected in lines[0]
+
+
+def test_clouds_yaml_that_is_missing_or_not_a_file_is_named(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    for path, expected in [
+        (tmp_path / "missing.yaml", "no such file"),
+        (tmp_path / "fifo", "not a regular file"),
+    ]:
+        env = {"OS_CLIENT_CONFIG_FILE": str(path)}
+        result = run_bake("images", "--os-cloud", "x", env=env, drop=("DIB_", "OS_"), timeout=60)
+        assert result.returncode == 2 and str(path) in result.stderr, result.stderr
+        assert expected in result.stderr and "Traceback" not in result.stderr
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text("clouds:\n  other:\n    auth: {}\n")
+    env = {"OS_CLIENT_CONFIG_FILE": str(clouds)}
+    result = run_bake("images", "--os-cloud", "x", env=env, drop=("DIB_", "OS_"), timeout=60)
+    assert result.returncode == 2 and f"(in {clouds})" in result.stderr, result.stderr
