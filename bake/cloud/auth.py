@@ -24,8 +24,10 @@ It bounds each wait for the server (connecting, then each read), not a whole upl
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -175,6 +177,20 @@ def _set_timeout(session: ksa_session.Session, timeout: float | None) -> None:
         session.timeout = float(timeout)
     elif session.timeout is None:
         session.timeout = DEFAULT_TIMEOUT
+
+
+def quiet_libraries() -> None:
+    """Show bake's own warnings (retries) as ``bake: ...``; keep the client libraries' log
+    chatter (keystoneauth's discovery fallbacks, ...) off stderr: errors arrive as exceptions."""
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.NullHandler())
+    ours = logging.getLogger("bake")
+    if not ours.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("bake: %(message)s"))
+        ours.addHandler(handler)
+        ours.setLevel(logging.WARNING)
 
 
 # clouds.yaml files may share blocks with a few YAML anchors; more is an alias bomb.

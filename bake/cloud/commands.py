@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import os
 import signal
@@ -142,7 +141,7 @@ def connect(args: argparse.Namespace, service: str = "image") -> auth.Cloud:
     """The cloud of a command's options (clouds.yaml, OS_*, --config-file; --api-timeout),
     its credentials checked and ``service`` found in its catalog; InputError (one line,
     exit 2) otherwise."""
-    _quiet_libraries()
+    auth.quiet_libraries()
     timeout = _timeout(args)
     try:
         cloud = auth.connect(
@@ -157,20 +156,6 @@ def connect(args: argparse.Namespace, service: str = "image") -> auth.Cloud:
     except auth.AuthError as exc:
         raise InputError(str(exc)) from None
     return cloud
-
-
-def _quiet_libraries() -> None:
-    """Show bake's own warnings (retries) as ``bake: ...``; keep the client libraries' log
-    chatter (keystoneauth's discovery fallbacks, ...) off stderr: errors arrive as exceptions."""
-    root = logging.getLogger()
-    if not root.handlers:
-        root.addHandler(logging.NullHandler())
-    ours = logging.getLogger("bake")
-    if not ours.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("bake: %(message)s"))
-        ours.addHandler(handler)
-        ours.setLevel(logging.WARNING)
 
 
 def _retry(args: argparse.Namespace) -> g.RetryPolicy:

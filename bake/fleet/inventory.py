@@ -48,6 +48,7 @@ class CloudOptions:
         """The :class:`bake.cloud.auth.Cloud` (DeployError with auth's one line)."""
         from bake.cloud import auth
 
+        auth.quiet_libraries()  # the client libraries' log chatter stays off stderr
         try:
             return auth.connect(
                 cloud=self.cloud,
