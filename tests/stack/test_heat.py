@@ -10,21 +10,18 @@ wait-condition signal from its own user data (tests/stack/signals.py), as cloud-
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
+import os
+import subprocess
 
 import pytest
 import yaml
 
-_REPO = str(Path(__file__).resolve().parents[2])
-if _REPO not in sys.path:
-    sys.path.insert(0, _REPO)
-
-from bake.cloud import stackfiles as sf  # noqa: E402
-from tests.fixtures.heat import NETWORK  # noqa: E402
-from tests.stack.conftest import run_bake  # noqa: E402
-from tests.stack.signals import Signaller, user_data  # noqa: E402
-from tests.stack.test_template import schema_problems  # noqa: E402
+from bake.cloud import stackfiles as sf
+from tests.fixtures.heat import NETWORK
+from tests.stack.conftest import run_bake
+from tests.stack.signals import Signaller, user_data
+from tests.stack.test_template import schema_problems
+from tests.support.paths import FAB, REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -55,6 +52,22 @@ def stack_servers(nova, name: str) -> dict[str, list]:
 
 def address(server) -> str:
     return next(a["addr"] for entries in server.addresses.values() for a in entries)
+
+
+def fab_hosts(env: dict[str, str], *args: str) -> list[dict]:
+    """``fab hosts ARGS --format json``: the hosts fab would reach, resolved through the real
+    Nova (nothing is connected to: the fake driver's servers have no sshd)."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("OS_")} | env
+    result = subprocess.run(
+        [str(FAB), "hosts", *args, "--format", "json"],
+        cwd=REPO,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 def one_line_error(result) -> str:
@@ -110,6 +123,12 @@ def test_create_show_outputs_update_delete(
     assert SECRET not in created.stdout + created.stderr
 
     roles = check_servers(nova, name, published, flavors, cloud_config_schema)
+
+    # fab resolves the stack's hosts from the real Nova (by bbq_stack, and by bbq_role too)
+    every = {s.name: address(s) for servers in roles.values() for s in servers}
+    assert {h["name"]: h["address"] for h in fab_hosts(heat_env, "--stack", name)} == every
+    rest_hosts = fab_hosts(heat_env, "--stack", name, "--role", "rest")
+    assert [h["name"] for h in rest_hosts] == [roles["rest"][0].name]
 
     outputs = run_bake("stack", "outputs", name, "--json", env=heat_env)
     assert outputs.returncode == 0, outputs.stderr
