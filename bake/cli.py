@@ -210,25 +210,40 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     store = Store(args.output)
+    artifacts = list(store.artifacts())
+    if args.json:
+        # Machine-readable: whole fingerprints, sizes in bytes, the artifact's directory.
+        print(json.dumps([_list_entry(a) for a in artifacts], indent=2))
+        return 0
+    if not artifacts:
+        print(f"no artifacts in {store.root}")
+        return 0
     rows = [
         (
             a.name,
             a.version,
             a.fingerprint[:12],
-            a.manifest.get("status", "?"),
+            a.manifest.get("status", "untested"),
             ui.mib(a.manifest.get("total_size", 0)),
-            a.manifest.get("built_at", "?"),
+            a.manifest.get("built_at", "-"),
         )
-        for a in store.artifacts()
+        for a in artifacts
     ]
-    if args.json:
-        print(json.dumps([dict(zip(_LIST_HEADER, row, strict=True)) for row in rows], indent=2))
-        return 0
-    if not rows:
-        print(f"no artifacts in {store.root}")
-        return 0
     print(ui.table(_LIST_HEADER, rows))
     return 0
+
+
+def _list_entry(artifact) -> dict:
+    manifest = artifact.manifest
+    return {
+        "name": artifact.name,
+        "version": artifact.version,
+        "fingerprint": artifact.fingerprint,
+        "status": manifest.get("status", "untested"),
+        "size": manifest.get("total_size", sum(f["size"] for f in artifact.files.values())),
+        "built": manifest.get("built_at"),
+        "path": str(artifact.path),
+    }
 
 
 _LIST_HEADER = ("name", "version", "fingerprint", "status", "size", "built")

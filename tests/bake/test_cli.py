@@ -159,3 +159,33 @@ def test_manifest_packages_are_those_installed(tmp_path):
         {"name": "libc6", "version": "2.36", "arch": "amd64"},
         {"name": "zlib1g", "version": "1.2", "arch": "amd64"},
     ]
+
+
+def test_list_json_is_machine_readable(tmp_path):
+    """Whole fingerprints, sizes in bytes, a status word and the artifact's directory."""
+    path = tmp_path / "bbq-base" / ("ab" * 32)
+    path.mkdir(parents=True)
+    (path / "bbq-base.tar").write_bytes(b"x" * 3000)
+    manifest = {
+        "name": "bbq-base",
+        "version": "0.1.0",
+        "fingerprint": "ab" * 32,
+        "spec": {},
+        "files": {"bbq-base.tar": {"size": 3000}},
+    }
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    result = run_bake("list", "--output", str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [
+        {
+            "name": "bbq-base",
+            "version": "0.1.0",
+            "fingerprint": "ab" * 32,
+            "status": "untested",
+            "size": 3000,
+            "built": None,
+            "path": str(path),
+        }
+    ]
+    table = run_bake("list", "--output", str(tmp_path))
+    assert table.stdout.splitlines()[1].split()[:4] == ["bbq-base", "0.1.0", "ab" * 6, "untested"]
