@@ -90,13 +90,15 @@ def build(
     on_phase: Callable[[str, str, float], None] = dib.print_phase,
     smoke: bool = True,
     on_report: Callable[[instances.SmokeReport], None] | None = None,
+    on_log: Callable[[Path], None] | None = None,
 ) -> Outcome:
     """Build the plan into the store unless an artifact with this fingerprint is complete.
 
     With ``smoke`` (and checks in the spec) the image is booted and its smoke checks must
     pass before it enters the store. Raises BuildError (build failed; log kept under
     STORE/.failed), SmokeTestFailed (image, log and report set aside under STORE/.failed)
-    or dib.BuildInterrupted (nothing kept).
+    or dib.BuildInterrupted (nothing kept). ``on_log`` is told where the build's log is
+    being written, before diskimage-builder starts.
     """
     name = plan.spec.name
     existing = store.find(name, fingerprint.value)
@@ -109,6 +111,8 @@ def build(
     output_dir = build_dir / "out"
     output_dir.mkdir()
     log_path = output_dir / BUILD_LOG
+    if on_log:
+        on_log(log_path)
     started = datetime.datetime.now(datetime.UTC)
     try:
         result = dib.run(plan, output_dir / name, build_dir / "work", log_path, on_phase)

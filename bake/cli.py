@@ -98,7 +98,13 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     try:
         outcome = build.build(
-            plan, fp, store, force=args.force, smoke=not args.no_test, on_report=show_report
+            plan,
+            fp,
+            store,
+            force=args.force,
+            smoke=not args.no_test,
+            on_report=show_report,
+            on_log=lambda path: print(f"bake: {name}: log: {path}", file=sys.stderr, flush=True),
         )
     except dib.BuildInterrupted as exc:
         print(f"bake: {name}: {exc}; nothing was kept", file=sys.stderr)

@@ -57,6 +57,15 @@ def test_build_reports_progress_by_phase(built):
     assert "dib-run-parts Running" in log and "50-bbq-base" in log
 
 
+def test_build_says_where_its_log_is_before_it_starts(built):
+    store, result, _ = built
+    lines = result.stderr.splitlines()
+    [where] = [i for i, line in enumerate(lines) if line.startswith("bake: bbq-base: log: ")]
+    first_phase = next(i for i, line in enumerate(lines) if "] root.d" in line)
+    assert where < first_phase
+    assert lines[where].endswith("/out/build.log") and str(store) in lines[where]
+
+
 def test_build_boots_the_image_and_passes_its_smoke_checks(built):
     _, result, artifact = built
     assert "smoke: ok   sshd is running" in result.stderr
