@@ -176,6 +176,18 @@ def test_create_show_outputs_update_delete(
     now = stack_servers(nova, name)["rest"][0]
     assert (now.id, address(now), now.image["id"]) == (rest.id, address(rest), newer)
 
+    # bake prune asks the real Nova which images are in use: the stack's spark image stays
+    newer_spark = publish("bbq-spark", "0.2.0")
+    pruned = run_bake("prune", "--spec", "bbq-spark", "--keep", "1", "--dry-run", env=heat_env)
+    assert pruned.returncode == 0, pruned.stderr
+    spark = published["bbq-spark"]
+    now_roles = stack_servers(nova, name)
+    users = sorted(s.name for r in ("master", "worker") for s in now_roles[r])
+    assert f"bbq-spark: kept {newer_spark} " in pruned.stdout and ": newest" in pruned.stdout
+    kept = next(line for line in pruned.stdout.splitlines() if f"kept {spark} " in line)
+    assert sorted(kept.split(": in use by ", 1)[1].split(", ")) == users, pruned.stdout
+    assert "would delete" not in pruned.stdout
+
     deleted = run_bake("stack", "delete", name, env=heat_env)
     assert deleted.returncode == 0, deleted.stderr[-3000:]
     assert "nothing left" in deleted.stdout
