@@ -189,3 +189,14 @@ class HostKeyPolicy:
             self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
             with open(self.known_hosts, "a") as known:
                 known.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+
+
+def process_alive(pid: int | None) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
+    if not pid:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

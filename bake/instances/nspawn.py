@@ -346,20 +346,11 @@ def _wait_exit(pid: int, seconds: float) -> bool:
         with contextlib.suppress(ChildProcessError):
             if os.waitpid(pid, os.WNOHANG)[0] == pid:
                 return True
-        if not _alive(pid):
+        if not hostsys.process_alive(pid):
             return True
         if time.monotonic() > deadline:
             return False
         time.sleep(0.2)
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie does not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _remove_layers(workdir: Path) -> None:

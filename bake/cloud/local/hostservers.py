@@ -28,6 +28,7 @@ from pathlib import Path
 
 import requests
 
+from bake import hostsys
 from bake.cloud.local.state import HostServer
 from bake.errors import OperationFailed
 
@@ -207,15 +208,7 @@ def _need_free(address: str, port: int, what: str) -> None:
             raise HostServerError(f"{what}: {address}:{port} is taken on this host") from None
 
 
-def alive(pid: int | None) -> bool:
-    """Whether ``pid`` runs (a zombie does not)."""
-    if not pid:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+alive = hostsys.process_alive  # whether a pid runs (a zombie does not)
 
 
 def is_ours(server: HostServer) -> bool:
