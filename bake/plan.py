@@ -35,6 +35,15 @@ NOT_IN_FINGERPRINT = {
 }
 
 
+# disk-image-create's arguments for the spec's qcow2-compression (-u: uncompressed;
+# --qemu-img-options reaches `qemu-img convert -o`).
+QCOW2_COMPRESSION = {
+    "zlib": [],
+    "zstd": ["--qemu-img-options", "compression_type=zstd"],
+    "none": ["-u"],
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class BuildPlan:
     """A spec resolved into one disk-image-create run."""
@@ -52,6 +61,8 @@ class BuildPlan:
         spec = self.spec
         args = ["disk-image-create", "-a", spec.arch, "-o", str(output_stem)]
         args += ["-t", ",".join(spec.types)]
+        if "qcow2" in spec.types:
+            args += QCOW2_COMPRESSION[spec.qcow2_compression]
         if spec.image_size is not None:
             size = spec.image_size
             args += ["--image-size", str(int(size) if float(size).is_integer() else size)]

@@ -254,6 +254,15 @@ FIELDS: tuple[Field, ...] = (
         default=True,
     ),
     Field(
+        "qcow2-compression",
+        "How the qcow2 image is compressed: zlib (diskimage-builder's default), zstd (about "
+        "6x faster to write here and a little smaller; every QEMU that reads the image, on "
+        "compute hosts and in Glance's conversions, must be 5.1 or newer) or none.",
+        {"enum": ["zlib", "zstd", "none"]},
+        type=str,
+        default="zlib",
+    ),
+    Field(
         "mirrors",
         "Package mirrors: a URL, or 'auto' for the one this host's apt uses.",
         {

@@ -40,9 +40,19 @@ def assert_nothing_left(store: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def cache(tmp_path_factory):
+    """diskimage-builder's download cache for this module's builds, empty at first: the
+    first build fetches everything, the later ones show what the cache saves."""
+    return tmp_path_factory.mktemp("image-cache")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, cache):
     store = tmp_path_factory.mktemp("store")
-    result = run_bake("build", SPEC, "--plain", "--output", str(store), timeout=BUILD_TIMEOUT)
+    env = {"DIB_IMAGE_CACHE": str(cache)}
+    result = run_bake(
+        "build", SPEC, "--plain", "--output", str(store), env=env, timeout=BUILD_TIMEOUT
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     fingerprint = run_bake("fingerprint", SPEC, "--plain").stdout.strip()
     return store, result, Artifact.load(store / "bbq-base" / fingerprint)
@@ -84,7 +94,7 @@ def test_bake_test_reruns_the_checks_on_an_artifact(built):
     assert "smoke test passed" in result.stdout
 
 
-def test_failing_smoke_check_is_never_marked_good(project, tmp_path):
+def test_failing_smoke_check_is_never_marked_good(project, tmp_path, cache, built):
     spec = project / "image-specs" / "broken.yaml"
     spec.write_text(
         "name: bbq-broken\nversion: '0.0.1'\ninclude: [common/debian.yaml]\n"
@@ -98,6 +108,7 @@ def test_failing_smoke_check_is_never_marked_good(project, tmp_path):
         "--output",
         str(store),
         cwd=project,
+        env={"DIB_IMAGE_CACHE": str(cache)},
         timeout=BUILD_TIMEOUT,
     )
     assert result.returncode == 1, result.stderr[-3000:]
@@ -188,12 +199,12 @@ def test_second_build_is_a_skip(built):
     [(signal.SIGINT, "install.d"), (signal.SIGTERM, "finalise.d")],
     ids=["sigint-in-chroot", "sigterm-with-loop-device"],
 )
-def test_interrupted_build_leaves_nothing(tmp_path, signum, phase):
+def test_interrupted_build_leaves_nothing(tmp_path, signum, phase, cache, built):
     store = tmp_path / "store"
     process = subprocess.Popen(
         [str(BAKE), "build", SPEC, "--plain", "--output", str(store)],
         cwd=REPO,
-        env=host_env(),
+        env={**host_env(), "DIB_IMAGE_CACHE": str(cache)},
         stderr=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -216,31 +227,33 @@ def test_interrupted_build_leaves_nothing(tmp_path, signum, phase):
     assert_nothing_left(store)
 
 
-def test_plain_builds_reuse_the_debs_of_earlier_builds(tmp_path):
+def test_plain_builds_reuse_the_debs_of_earlier_builds(built, cache, tmp_path):
     """diskimage-builder runs apt-get clean on the cache it bind-mounts: each build has its
-    own cache slot, and what apt fetched goes back into the shared cache for the next."""
+    own cache slot, and what apt fetched goes back into the shared cache for the next. The
+    module's first build (``built``) started from an empty cache; this one, into another
+    store, starts from what the module's builds left in it."""
     from bake.matrix import apt_fetched_bytes
 
-    cache, store = tmp_path / "cache", tmp_path / "store"
-    env = {**host_env(), "DIB_IMAGE_CACHE": str(cache)}
-    manifests = []
-    for _ in range(2):
-        result = subprocess.run(
-            [str(BAKE), "build", SPEC, "--plain", "--no-test", "--force", "--output", str(store)],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT,
-        )
-        assert result.returncode == 0, result.stderr[-4000:]
-        artifact = Artifact.load(result.stdout.strip().splitlines()[-1].rsplit(": ", 1)[1])
-        log = (artifact.path / "build.log").read_text(errors="replace")
-        manifests.append((artifact.manifest, apt_fetched_bytes(log)))
-    (first, first_fetched), (second, second_fetched) = manifests
+    _, _, first = built
+    result = run_bake(
+        "build",
+        SPEC,
+        "--plain",
+        "--no-test",
+        "--output",
+        str(tmp_path / "store"),
+        env={"DIB_IMAGE_CACHE": str(cache)},
+        timeout=BUILD_TIMEOUT,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    second = Artifact.load(result.stdout.strip().splitlines()[-1].rsplit(": ", 1)[1])
+    first_fetched, second_fetched = (
+        apt_fetched_bytes((artifact.path / "build.log").read_text(errors="replace"))
+        for artifact in (first, second)
+    )
     debs = list((cache / "apt").rglob("*.deb"))
     assert len(debs) > 20, "the shared cache keeps the .deb files apt fetched"
-    assert first_fetched > 10 * 2**20 and first["cache_new_bytes"] > 10 * 2**20
+    assert first_fetched > 10 * 2**20 and first.manifest["cache_new_bytes"] > 10 * 2**20
     assert second_fetched < first_fetched / 20, (first_fetched, second_fetched)
-    assert second["cache_new_bytes"] < first["cache_new_bytes"] / 20
+    assert second.manifest["cache_new_bytes"] < first.manifest["cache_new_bytes"] / 20
     assert not any((cache / ".bake-slots").iterdir()), "no slot is left behind"

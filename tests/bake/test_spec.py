@@ -313,6 +313,39 @@ def test_app_extras_reach_the_plan_and_the_fingerprint(project):
     assert fingerprint(plain).value != fingerprint(stream).value
 
 
+@pytest.mark.parametrize(
+    ("setting", "arguments"),
+    [
+        ("", []),
+        ("qcow2-compression: zlib\n", []),
+        ("qcow2-compression: zstd\n", ["--qemu-img-options", "compression_type=zstd"]),
+        ("qcow2-compression: none\n", ["-u"]),
+    ],
+)
+def test_qcow2_compression_reaches_disk_image_create_and_the_fingerprint(
+    project, setting, arguments
+):
+    from bake.fingerprint import fingerprint
+    from bake.plan import make_plan
+    from tests.support.cli import MIRROR_ENV
+
+    def plan_of(text: str):
+        _write(project, {"x.yaml": text})
+        spec = load_spec(project / "image-specs" / "x.yaml", [project / "elements"])
+        return make_plan(spec, project / "elements", MIRROR_ENV)
+
+    plan = plan_of(GOOD + "types: [qcow2]\n" + setting)
+    command = plan.command("out/x")
+    types = command.index("-t")
+    assert command[types : types + 2 + len(arguments)] == ["-t", "qcow2", *arguments]
+    other = "zlib" if "zstd" in setting else "zstd"
+    changed = plan_of(GOOD + "types: [qcow2]\n" + f"qcow2-compression: {other}\n")
+    assert fingerprint(plan).value != fingerprint(changed).value
+    # Without a qcow2 output there is nothing to compress: no argument for the others.
+    tar = plan_of(GOOD + "types: [tar]\n" + setting).command("out/x")
+    assert "-u" not in tar and "--qemu-img-options" not in tar
+
+
 def test_undeclared_app_extra_is_refused_and_nothing_built(project, capsys, monkeypatch, tmp_path):
     spec = _write(project, {"bad.yaml": GOOD + "app:\n  extras: [turbo]\n"})
     monkeypatch.chdir(project)
