@@ -35,6 +35,11 @@ def other_version(fleet, index, app_versions, *names):
 def test_emptied_pool_sends_only_what_the_current_release_lacks(fleet, app_versions):
     app = other_version(fleet, 1, app_versions, "v4", "v2")
     house = build_wheelhouse(app).house
+    # An earlier test may have left this version's release on the host: deploy would switch
+    # to it and send nothing. Remove it so the release is built from what is sent.
+    for release in fleet.releases(1):
+        if release.startswith(house.version + "-"):
+            fleet.sh(1, f"rm -rf /opt/bbq/releases/{release}")
     fleet.sh(1, "rm -f /opt/bbq/wheels/*.whl /opt/bbq/wheels/.sha256.json")
     listed = fleet.sh(
         1, "/opt/bbq/current/bin/python -m pip list --format=json --disable-pip-version-check"

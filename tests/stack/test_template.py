@@ -281,8 +281,17 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
 
 
-def test_no_credentials_is_one_line_and_exit_2():
-    result = bake("stack", "list")
+def test_no_credentials_is_one_line_and_exit_2(tmp_path):
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text("clouds: {}\n")  # a clouds.yaml without this cloud, and no OS_* auth
+    result = bake("stack", "list", env={"OS_CLIENT_CONFIG_FILE": str(clouds)})
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "credentials" in lines[0], lines
+
+
+def test_missing_clouds_file_is_one_line_and_exit_2():
+    result = bake("stack", "list")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == ["error: OS_CLIENT_CONFIG_FILE=/nonexistent: no such file"], lines
