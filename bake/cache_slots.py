@@ -14,7 +14,10 @@ private ``DIB_IMAGE_CACHE`` for one build, inside the shared cache (same filesys
   ``.deb`` missing from the slot, so apt finds them when it installs;
 - when the build ends (success or not), files the build added to the slot (new ``.deb``
   files, a new top-level download) are hard-linked or moved into the shared cache, and
-  the slot is removed.
+  the slot is removed; a gzip file (debootstrap's cached root, a download) joins only when
+  it is whole, so an interrupted build never leaves a truncated tarball for the next;
+- debootstrap tarballs older than :data:`DEBOOTSTRAP_MAX_AGE` are removed when a slot opens:
+  the next build bootstraps afresh (between, diskimage-builder dist-upgrades the cached root).
 
 Example::
 
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gzip
 import os
 import shutil
 import threading
@@ -69,6 +73,33 @@ def _seed(shared: Path, slot: Path) -> set[Path]:
 
 
 KEEP_INTERVAL = 0.5  # seconds between the keeper's looks at the slot
+DEBOOTSTRAP_MAX_AGE = 7 * 86400  # seconds a cached debootstrap root is used
+DEBOOTSTRAP_GLOB = "debootstrap-*.tar.gz"  # diskimage-builder's debootstrap element's names
+
+
+def expire_debootstrap(shared: Path, max_age: float = DEBOOTSTRAP_MAX_AGE) -> list[Path]:
+    """Remove cached debootstrap roots older than ``max_age`` seconds; the removed paths."""
+    removed = []
+    now = time.time()
+    for path in shared.glob(DEBOOTSTRAP_GLOB):
+        with contextlib.suppress(FileNotFoundError):
+            if now - path.stat().st_mtime > max_age:
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+def is_whole(path: Path) -> bool:
+    """False for a gzip file that ends early or fails its CRC (a write cut short)."""
+    if not path.name.endswith((".gz", ".tgz")):
+        return True
+    try:
+        with gzip.open(path, "rb") as handle:
+            while handle.read(1 << 20):
+                pass
+    except (OSError, EOFError):
+        return False
+    return True
 
 
 def _relink(shared: Path, slot: Slot) -> None:
@@ -101,6 +132,8 @@ def _merge(slot: Slot) -> int:
             source = here / name
             rel = source.relative_to(slot.path)
             if name in SKIP_NAMES or source.is_symlink() or rel in slot.seeded:
+                continue
+            if not is_whole(source):
                 continue
             added += source.stat().st_size
             target = slot.shared / rel
@@ -137,6 +170,7 @@ def slot(shared: Path, name: str) -> Iterator[Slot]:
     root = shared / SLOTS_DIR
     root.mkdir(exist_ok=True)
     remove_stale(root)
+    expire_debootstrap(shared)
     path = root / f"{name}-{os.getpid()}-{time.monotonic_ns()}"
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir()

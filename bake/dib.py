@@ -113,6 +113,8 @@ def run(
     env.update(plan.environment)
     env["TMP_DIR"] = str(work_dir)
     env.setdefault("DIB_IMAGE_CACHE", str(Path.home() / ".cache" / "image-create"))
+    for key, value in CACHE_DEFAULTS.items():
+        env.setdefault(key, value)
     command = plan.command(output_stem)
     command[0] = shutil.which(command[0]) or _venv_tool(command[0])
     received: list[int] = []
@@ -178,6 +180,12 @@ def run(
     new_bytes = cache.new_bytes if cache is not None and cache.shared != cache.path else None
     return RunResult(returncode, seconds, phases, new_bytes)
 
+
+# diskimage-builder's debootstrap element: keep the bootstrapped root as a tarball in the
+# download cache and start later builds from it (debian-minimal dist-upgrades it right
+# after), instead of downloading and unpacking ~100 packages each time (about 35 s here).
+# Cache slots expire the tarball after a week and never keep a truncated one.
+CACHE_DEFAULTS = {"DIB_DEBOOTSTRAP_CACHE": "1", "DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE": "1"}
 
 STOP_GRACE = 30.0  # seconds DIB gets to stop after SIGTERM before its group is killed
 

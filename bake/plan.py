@@ -32,6 +32,8 @@ NOT_IN_FINGERPRINT = {
     "DIB_NO_TIMESTAMP": "only changes log line prefixes",
     "DIB_QUIET": "only changes log output",
     "DIB_BBQ_WHEELHOUSE": "a host path; the app source it is built from is fingerprinted",
+    "DIB_DEBOOTSTRAP_CACHE": "whether the bootstrapped root is cached (it is dist-upgraded)",
+    "DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE": "whether a cached root is used (it is dist-upgraded)",
 }
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import subprocess
 import time
 from pathlib import Path
 
 from bake import cache_slots
+
+TARBALL = gzip.compress(b"a root file system" * 100)
 
 
 def _shared(tmp_path: Path) -> Path:
@@ -39,13 +42,13 @@ def test_downloads_of_a_slot_reach_the_shared_cache(tmp_path):
         (slot.path / "apt" / "debian" / "b_2_all.deb").write_bytes(b"b" * 7)
         (slot.path / "apt" / "debian" / "partial" / "c.deb").parent.mkdir(exist_ok=True)
         (slot.path / "apt" / "debian" / "partial" / "c.deb").write_bytes(b"half")
-        (slot.path / "debootstrap-debian-bookworm-amd64.tar.gz").write_bytes(b"t" * 3)
+        (slot.path / "debootstrap-debian-bookworm-amd64.tar.gz").write_bytes(TARBALL)
         (slot.path / "apt" / "debian" / "a_1_all.deb").unlink()  # apt-get clean in a slot
     assert (shared / "apt/debian/b_2_all.deb").read_bytes() == b"b" * 7
     assert (shared / "apt/debian/a_1_all.deb").read_bytes() == b"a" * 10
     assert not (shared / "apt/debian/partial/c.deb").exists()
     assert (shared / "debootstrap-debian-bookworm-amd64.tar.gz").exists()
-    assert slot.new_bytes == 7 + 3
+    assert slot.new_bytes == 7 + len(TARBALL)
 
 
 def test_two_slots_at_once_have_their_own_apt_dirs(tmp_path):
@@ -101,3 +104,34 @@ def _dead_pid() -> int:
     process = subprocess.Popen(["true"])
     process.wait()
     return process.pid
+
+
+def test_a_cut_short_tarball_never_reaches_the_shared_cache(tmp_path):
+    """A build interrupted while diskimage-builder writes its debootstrap tarball leaves a
+    truncated file in its slot: the next build must not unpack it."""
+    shared = _shared(tmp_path)
+    name = "debootstrap-debian-bookworm-amd64.tar.gz"
+    with cache_slots.slot(shared, "row") as slot:
+        (slot.path / name).write_bytes(TARBALL[: len(TARBALL) // 2])
+        (slot.path / "other.tar.gz").write_bytes(TARBALL[:-4] + b"\0\0\0\0")  # bad length
+    assert not (shared / name).exists() and not (shared / "other.tar.gz").exists()
+    with cache_slots.slot(shared, "row") as slot:
+        (slot.path / name).write_bytes(TARBALL)
+    assert (shared / name).read_bytes() == TARBALL
+
+
+def test_old_debootstrap_roots_are_removed_when_a_slot_opens(tmp_path):
+    shared = _shared(tmp_path)
+    old, fresh = (
+        shared / "debootstrap-debian-bookworm-amd64.tar.gz",
+        shared / "debootstrap-ubuntu-noble-amd64.tar.gz",
+    )
+    for path in (old, fresh):
+        path.write_bytes(TARBALL)
+    week = cache_slots.DEBOOTSTRAP_MAX_AGE
+    os.utime(old, (time.time() - week - 60, time.time() - week - 60))
+    with cache_slots.slot(shared, "row") as slot:
+        assert not (slot.path / old.name).exists()
+        assert (slot.path / fresh.name).is_symlink()
+    assert not old.exists() and fresh.exists()
+    assert (shared / "spark" / "pyspark.tar.gz").exists(), "other downloads are not expired"
