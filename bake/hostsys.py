@@ -41,11 +41,18 @@ def wait_group(process: subprocess.Popen, grace: float = 60.0) -> int:
 
 
 def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    """Whether a process of group ``pgid`` runs (zombies, which killpg still finds, do not
+    count: a group of reaped-later children is over)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
 
 
 def mounts_under(directory: Path) -> list[str]:

@@ -28,6 +28,7 @@ _REPO = str(Path(__file__).resolve().parents[2])
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
+from bake import hostsys  # noqa: E402
 from bake.cloud import stackfiles as sf  # noqa: E402
 from bake.cloud.local import create, hostservers, roles  # noqa: E402
 from bake.cloud.local import state as st  # noqa: E402
@@ -303,7 +304,7 @@ def test_host_servers_start_answer_and_stop_leaving_nothing(tmp_path):
             hostservers.stop(server)
     for server in started:
         assert not hostservers.is_ours(server), server.name
-        assert not hostservers.group_alive(server.pid), server.name
+        assert not hostsys.group_alive(server.pid), server.name
 
 
 # -- the whole stack, end to end -------------------------------------------------------------

@@ -37,9 +37,10 @@ VENVS = REPO / ".venvs"
 START_TIMEOUT = 90.0
 MONGO_PORT = 27017
 
+# Zaqar's configuration on Redis (RUNBOOK), also used by the test suite's Zaqar server.
 ZAQAR_CONF = """\
 [DEFAULT]
-auth_strategy =
+auth_strategy = {auth_strategy}
 debug = False
 
 [drivers]
@@ -62,12 +63,6 @@ max_messages_post_size = 262144
 
 class HostServerError(OperationFailed):
     """A host server is missing or did not start (one line)."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _spawn(argv: list[str], log: Path, env: dict | None = None) -> int:
@@ -132,7 +127,7 @@ def start_zaqar(workdir: Path) -> list[HostServer]:
             f"no Zaqar: {missing} missing (run tools/bootstrap --tests), or give --zaqar-url"
         )
     workdir.mkdir(parents=True, exist_ok=True)
-    redis_port = free_port()
+    redis_port = hostsys.free_port()
     log = workdir / "redis.log"
     argv = [redis, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""]
     pid = _spawn([*argv, "--appendonly", "no", "--dir", str(workdir)], log)
@@ -161,7 +156,7 @@ def _start_zaqar_api(workdir: Path, redis_port: int) -> HostServer:
     home = workdir / "home"
     (home / ".zaqar").mkdir(parents=True, exist_ok=True)
     conf = home / ".zaqar" / "zaqar.conf"
-    conf.write_text(ZAQAR_CONF.format(redis_port=redis_port, workdir=workdir))
+    conf.write_text(ZAQAR_CONF.format(redis_port=redis_port, workdir=workdir, auth_strategy=""))
     # Creates the Queues table, then fails at a MySQL-only migration (RUNBOOK): enough.
     subprocess.run(
         [str(bindir / "zaqar-sql-db-manage"), "--config-file", str(conf), "upgrade", "head"],
@@ -169,7 +164,7 @@ def _start_zaqar_api(workdir: Path, redis_port: int) -> HostServer:
         timeout=120,
         check=False,
     )
-    port = free_port()
+    port = hostsys.free_port()
     log = workdir / "zaqar.log"
     argv = [str(bindir / "gunicorn"), "-w", "2", "--limit-request-line", "0"]
     argv += ["-b", f"127.0.0.1:{port}", "zaqar.transport.wsgi.app:app"]
@@ -243,21 +238,7 @@ def _wait_group(pgid: int, pid: int, seconds: float) -> bool:
     while time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        if not group_alive(pgid):
+        if not hostsys.group_alive(pgid):
             return True
         time.sleep(0.2)
-    return not group_alive(pgid)
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether a process of group ``pgid`` runs (zombies do not count)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            return True
-    return False
+    return not hostsys.group_alive(pgid)
