@@ -5,6 +5,7 @@ API (JSON; strict both ways: no NaN or Infinity, UTF-8 only, no duplicate keys):
 
     POST /api/v1/batches   one batch summary from the streaming job (validated, 4xx if bad)
     GET  /api/v1/summary   latest totals per service + recent summaries (?since=SEQ: newer only)
+                           (also: batches accepted, epoch, oldest seq kept, whether stored)
     GET  /healthz          {"status": "ok", "version": ...}; 503 with the reason while the
                            [rest] unhealthy_file exists (an operator's drain switch)
     GET  /                 the dashboard page (its script and style are served from /static)
@@ -18,7 +19,9 @@ A batch summary::
 ``counts`` are the documents this batch added, ``totals`` what the store holds after it.
 Every field is bounded (strings, integers up to 2**53 - 1, at most 1000 services of at most
 128 characters, ``time`` within 1970..5138), and so is what is kept: ``history`` summaries
-and at most 32 MiB of them. Every bad request gets a 4xx and ``{"error": "..."}``.
+and at most 32 MiB of them, in memory and in MongoDB (collection ``rest_history`` beside the
+packets, pruned to the same bound: a restarted service keeps its history; ``bbq.history``).
+Every bad request gets a 4xx and ``{"error": "..."}``.
 
 >>> app = create_app(history=100)
 >>> app.test_client().get("/healthz").json["status"]
@@ -27,7 +30,6 @@ and at most 32 MiB of them. Every bad request gets a 4xx and ``{"error": "..."}`
 
 from __future__ import annotations
 
-import collections
 import importlib.metadata
 import json
 import logging
@@ -36,14 +38,13 @@ import os
 import re
 import stat
 import sys
-import threading
-import time
 
 from flask import Flask, jsonify, render_template, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from bbq import records
+from bbq.history import MAX_HISTORY_BYTES, History, Summaries  # noqa: F401
 
 LOG = logging.getLogger(__name__)
 
@@ -53,7 +54,6 @@ MAX_SERVICE_CHARS = records.MAX_SERVICE_CHARS
 MAX_RUN_CHARS = 100
 MAX_INT = 2**53 - 1  # what a browser's JSON.parse keeps exactly
 MAX_TIME = 1e11  # epoch seconds: year 5138
-MAX_HISTORY_BYTES = 32 << 20
 SINCE = re.compile(r"\A[0-9]{1,15}\Z")
 
 
@@ -188,61 +188,6 @@ def validate(payload) -> dict:
     }
 
 
-class Summaries:
-    """Recent batch summaries and the latest totals; safe across request threads.
-
-    Keeps at most ``history`` summaries and ``max_bytes`` of their JSON (oldest go first)."""
-
-    def __init__(self, history: int, max_bytes: int = MAX_HISTORY_BYTES) -> None:
-        self._lock = threading.Lock()
-        self._recent: collections.deque = collections.deque()
-        self._history = history
-        self._max_bytes = max_bytes
-        self._bytes = 0
-        self._seen: collections.OrderedDict = collections.OrderedDict()
-        self._seq = 0
-        self.totals: dict[str, int] = {}
-        self.dead_total = 0
-        self.updated: float | None = None
-
-    def _keep(self, summary: dict) -> None:
-        size = len(json.dumps(summary))
-        self._recent.append((summary, size))
-        self._bytes += size
-        while len(self._recent) > self._history or (
-            self._bytes > self._max_bytes and len(self._recent) > 1
-        ):
-            self._bytes -= self._recent.popleft()[1]
-
-    def add(self, summary: dict) -> tuple[bool, int]:
-        """Keep one summary; (False, seq) when the same run's batch was already kept."""
-        key = (summary["run"], summary["batch_id"])
-        with self._lock:
-            if key in self._seen:
-                return False, self._seen[key]
-            self._seq += 1
-            summary = dict(summary, seq=self._seq)
-            self._keep(summary)
-            self._seen[key] = self._seq
-            while len(self._seen) > self._history * 2:
-                self._seen.popitem(last=False)
-            self.totals = dict(summary["totals"])
-            self.dead_total = summary["dead_total"]
-            self.updated = time.time()
-            return True, self._seq
-
-    def view(self, since: int = 0) -> dict:
-        with self._lock:
-            return {
-                "totals": dict(self.totals),
-                "total": sum(self.totals.values()),
-                "dead_total": self.dead_total,
-                "updated": self.updated,
-                "seq": self._seq,
-                "history": [s for s, _ in self._recent if s["seq"] > since],
-            }
-
-
 def _error(status: int, message: str):
     return jsonify({"error": message}), status
 
@@ -325,12 +270,14 @@ def _add_errors(app: Flask) -> None:
         return _error(500, f"internal error: {type(exc).__name__}")
 
 
-def create_app(history: int = 600, unhealthy_file: str = "") -> Flask:
+def create_app(history: int = 600, unhealthy_file: str = "", store=None) -> Flask:
+    """``store``: a :class:`bbq.store.HistoryStore` keeping the history across restarts
+    (None: in memory only)."""
     app = Flask(__name__)
     app.json = StrictJSON(app)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False
-    summaries = Summaries(history)
+    summaries = History(history, store) if store is not None else Summaries(history)
     app.extensions["bbq_summaries"] = summaries
     _add_api(app, summaries)
     _add_pages(app, unhealthy_file)
@@ -365,7 +312,9 @@ def main(argv: list[str] | None = None) -> int:
 
     conf = config.load(argv if argv is not None else sys.argv[1:], prog="bbq-rest")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    app = create_app(history=conf.rest.history, unhealthy_file=conf.rest.unhealthy_file)
+    from bbq import history
+
+    app = create_app(conf.rest.history, conf.rest.unhealthy_file, history.store_for(conf))
     limit = _open_files_for(conf.rest.connection_limit)
     if limit < conf.rest.connection_limit:
         print(

@@ -256,6 +256,69 @@ class Store:
         return self._retrying(lambda: self.dead_letters.count_documents({}), "count")
 
 
+class HistoryStore:
+    """The REST service's recent batch summaries, in a collection beside the packets.
+
+    One document per summary: ``_id`` is ``{"run", "batch_id"}`` (a summary is kept once),
+    ``seq`` its number in arrival order (indexed), ``time`` the batch's epoch seconds and
+    ``summary`` its JSON text (service names are arbitrary strings, so they are never used
+    as field names). Bounded by :meth:`prune`, which the writer calls after every write with
+    the oldest sequence number the service still keeps in memory (``[rest] history``
+    summaries and 32 MiB of JSON): the collection holds no more than that, plus what a
+    failed prune left until the next one. Only the common MongoDB API is used (no capped
+    collection, no TTL index), so the bound follows ``[rest] history`` when it changes."""
+
+    def __init__(self, url: str, database: str, collection: str = "rest_history") -> None:
+        self.collection = client(url)[database][collection]
+        self.indexed = False
+
+    def _index(self) -> None:
+        if not self.indexed:
+            self.collection.create_index([("seq", pymongo.ASCENDING)])
+            self.indexed = True
+
+    def load(self, limit: int) -> list[dict]:
+        """The latest ``limit`` summaries (by ``seq``), oldest first; pymongo's errors
+        propagate (the caller retries)."""
+        self._index()
+        found = self.collection.find({}, {"summary": 1, "seq": 1})
+        docs = list(found.sort("seq", pymongo.DESCENDING).limit(limit))
+        out = []
+        for doc in reversed(docs):
+            try:
+                summary = json.loads(doc["summary"])
+            except (KeyError, TypeError, ValueError):
+                LOG.warning("history document %r unreadable: skipped", doc.get("_id"))
+                continue
+            out.append(dict(summary, seq=doc["seq"]))
+        return out
+
+    def add(self, summaries: list[dict]) -> None:
+        """Store summaries (each with its ``seq``); one already stored is left as it is."""
+        if not summaries:
+            return
+        self._index()
+        docs = [
+            {
+                "_id": {"run": s["run"], "batch_id": s["batch_id"]},
+                "seq": s["seq"],
+                "time": s["time"],
+                "summary": json.dumps(s, allow_nan=False),
+            }
+            for s in summaries
+        ]
+        try:
+            self.collection.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            others = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
+            if others or exc.details.get("writeConcernErrors"):
+                raise
+
+    def prune(self, oldest_seq: int) -> int:
+        """Remove the summaries older than ``oldest_seq``; how many went."""
+        return self.collection.delete_many({"seq": {"$lt": oldest_seq}}).deleted_count
+
+
 def refused_packet(doc: dict, reason: str) -> dict:
     """The dead letter of a normalised packet that could not be stored; keyed by the packet
     id, so a redelivered one is kept once."""
