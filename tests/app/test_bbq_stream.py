@@ -120,14 +120,14 @@ def test_zaqar_source_end_to_end_with_bad_input_and_dashboard(
         browser.open(rest_server.url + "/")
         rows = (
             "return Object.fromEntries([...document.querySelectorAll('#totals tbody tr')]"
-            ".map(r => [r.dataset.service, Number(r.querySelector('.count').textContent)]))"
+            ".map(r => [r.dataset.service, Number(r.querySelector('.count').dataset.value)]))"
         )
         browser.wait_for(f"const t = (() => {{ {rows} }})(); return Object.keys(t).length > 0")
         assert browser.run(rows) == store.counts()
-        assert browser.run("return document.getElementById('total').textContent") == str(n + 300)
-        assert browser.run("return document.getElementById('dead-total').textContent") == str(
-            len(bad)
-        )
+        # The numbers as shown ("2,700") and as values (data-value) both match MongoDB's.
+        shown = "const e = document.getElementById('{}'); return [e.dataset.value, e.textContent]"
+        assert browser.run(shown.format("total")) == [str(n + 300), f"{n + 300:,}"]
+        assert browser.run(shown.format("dead-total")) == [str(len(bad)), f"{len(bad):,}"]
         browser.screenshot(tmp_path / "dashboard-live.png")
 
 
