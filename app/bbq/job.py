@@ -29,8 +29,10 @@ import time
 import uuid
 
 import requests
+import tenacity
 
 from bbq import records
+from bbq.metrics import JobMetrics
 from bbq.store import Store
 
 LOG = logging.getLogger("bbq.job")
@@ -105,7 +107,7 @@ def store_rows(settings: dict, max_bytes: int, batch_id: int, index: int, rows) 
             pending.append(pool.submit(store.insert_packets, good))
         drain(keep=0)
     dead_new = store.write_dead_letters(dead) if dead else 0
-    reasons = collections.Counter(d["reason"].split(":")[0] for d in dead)
+    reasons = collections.Counter(records.reason_code(d["reason"]) for d in dead)
     return {
         "records": n,
         "counts": dict(new),
@@ -144,8 +146,13 @@ def store_arrow(settings: dict, max_bytes: int, batch_id: int):
 
 
 # -- driver side --------------------------------------------------------------------------
+class RestUnavailable(Exception):
+    """The REST service did not take a signal for its own reasons (unreachable, 5xx)."""
+
+
 class Signaller:
-    """POSTs batch summaries to the REST service: bounded retries, never raises."""
+    """POSTs batch summaries to the REST service: bounded retries (tenacity) with a
+    doubling delay on the service's failures, none on a refusal (4xx); never raises."""
 
     def __init__(self, url: str, retries: int, delay: float, timeout: float) -> None:
         self.endpoint = url.rstrip("/") + "/api/v1/batches"
@@ -155,29 +162,50 @@ class Signaller:
         self.http = requests.Session()
         self.failures = 0
 
+    def _post(self, summary: dict) -> bool:
+        """True when taken, False when refused; RestUnavailable to try again."""
+        try:
+            reply = self.http.post(self.endpoint, json=summary, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise RestUnavailable(f"unreachable: {exc}") from None
+        if reply.status_code < 300:
+            return True
+        if 400 <= reply.status_code < 500:  # our payload is wrong: retrying won't help
+            LOG.error(
+                "REST service refused batch %s: %s %s",
+                summary.get("batch_id"),
+                reply.status_code,
+                records.printable(reply.text, 300),
+            )
+            return False
+        raise RestUnavailable(f"answered {reply.status_code}")
+
+    def _retrying(self) -> tenacity.Retrying:
+        def log_retry(state: tenacity.RetryCallState) -> None:
+            LOG.warning(
+                "REST service %s (attempt %d); next try in %.2fs",
+                state.outcome.exception(),
+                state.attempt_number,
+                state.next_action.sleep if state.next_action else 0,
+            )
+
+        return tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(RestUnavailable),
+            stop=tenacity.stop_after_attempt(self.retries + 1),
+            wait=tenacity.wait_exponential(multiplier=self.delay, min=self.delay, max=60),
+            before_sleep=log_retry,
+            reraise=True,
+        )
+
     def send(self, summary: dict) -> bool:
-        delay = self.delay
-        for attempt in range(self.retries + 1):
-            try:
-                reply = self.http.post(self.endpoint, json=summary, timeout=self.timeout)
-                if reply.status_code < 300:
-                    return True
-                if 400 <= reply.status_code < 500:  # our payload is wrong: retrying won't help
-                    LOG.error(
-                        "REST service refused batch %s: %s %s",
-                        summary["batch_id"],
-                        reply.status_code,
-                        reply.text[:300],
-                    )
-                    break
-                LOG.warning("REST service answered %s (attempt %d)", reply.status_code, attempt + 1)
-            except requests.RequestException as exc:
-                LOG.warning("REST service unreachable (attempt %d): %s", attempt + 1, exc)
-            if attempt < self.retries:
-                time.sleep(delay)
-                delay *= 2
-        self.failures += 1
-        return False
+        try:
+            taken = self._retrying()(self._post, summary)
+        except RestUnavailable as exc:
+            LOG.warning("REST service %s: batch %s not signalled", exc, summary.get("batch_id"))
+            taken = False
+        if not taken:
+            self.failures += 1
+        return taken
 
 
 def bounded(counts: dict[str, int], limit: int = records.MAX_SIGNAL_SERVICES) -> dict[str, int]:
@@ -203,8 +231,16 @@ class BatchWriter:
     never skipped. The writes are idempotent, so a rerun adds only what the failed run did
     not; the totals are then recounted from the store."""
 
-    def __init__(self, conf, store: Store | None = None, signaller: Signaller | None = None):
+    def __init__(
+        self,
+        conf,
+        store: Store | None = None,
+        signaller: Signaller | None = None,
+        metrics: JobMetrics | None = None,
+    ):
         self.store = store or Store.from_conf(conf)
+        self.metrics = metrics or JobMetrics()
+        self.interval = conf.stream.batch_interval
         self.settings = self.store.settings()
         self.max_bytes = conf.stream.max_message_bytes
         self.partitions = conf.stream.partitions
@@ -266,26 +302,30 @@ class BatchWriter:
                     records.printable(why[-1] if why else type(exc).__name__),
                 )
                 self.retried_batches += 1
+                self.metrics.retries.inc()
                 if self.stopping.wait(delay):
                     raise
                 delay = min(delay * 2, self.retry_max_delay)
         raise AssertionError("unreachable")
+
+    def _signal(self, summary: dict) -> None:
+        self.metrics.signalled(self.signaller.send(summary))
 
     def __call__(self, df, batch_id: int) -> None:
         started = time.monotonic()
         parts, retried = self._store_batch(df, batch_id)
         n = sum(p["records"] for p in parts)
         if n == 0:
+            LOG.debug("batch %d: no messages", batch_id)
             return
         counts: collections.Counter = collections.Counter()
         reasons: collections.Counter = collections.Counter()
-        dead = rejected = 0
+        dead = 0
         slowest = max(parts, key=lambda p: p["seconds"])
         for p in parts:
             counts.update(p["counts"])
             reasons.update(p["reasons"])
             dead += p["dead"]
-            rejected += p["rejected"]
         recount = retried or any(p.get("recount") for p in parts)
         with self.lock:
             if recount:  # part of the batch may have landed in a failed run: ask the store
@@ -306,16 +346,23 @@ class BatchWriter:
                 "dead": dead,
                 "dead_total": self.dead_total,
             }
-        self.signals.submit(self.signaller.send, summary)
+        self.signals.submit(self._signal, summary)
+        seconds = time.monotonic() - started
+        stored, rejected = sum(counts.values()), sum(reasons.values())
+        self.metrics.batch(n, stored, dict(reasons), seconds, self.interval)
         LOG.info(
-            "batch %d: %d records, %d new packets, %d rejected %s, %.2fs "
-            "(slowest of %d partitions: %.2fs, %.2fs of it waiting for the store)",
+            "batch %d: %d rows in, %d stored, %d duplicates, %d dead letters%s, %.2f s",
             batch_id,
             n,
-            sum(counts.values()),
+            stored,
+            max(0, n - stored - rejected),
             rejected,
-            dict(reasons) or "",
-            time.monotonic() - started,
+            f" ({', '.join(f'{k}: {v}' for k, v in sorted(reasons.items()))})" if reasons else "",
+            seconds,
+        )
+        LOG.debug(
+            "batch %d: slowest of %d partitions %.2f s, %.2f s of it waiting for the store",
+            batch_id,
             len(parts),
             slowest["seconds"],
             slowest["waited_for_store"],
@@ -359,24 +406,64 @@ def start(spark, conf, writer: BatchWriter | None = None, query_name: str | None
     return stream.start(), writer
 
 
-def main(argv: list[str] | None = None) -> int:
-    from bbq import config
+def _metrics(conf) -> JobMetrics:
+    """The job's metrics, with the Zaqar queue's state when it reads one."""
+    metrics = JobMetrics()
+    if conf.stream.source == "zaqar":
+        from bbq import config
+        from bbq.metrics import ZaqarQueueCollector
+        from bbq.zaqar import zaqar_client
 
-    conf = config.load(argv if argv is not None else sys.argv[1:], prog="bbq-stream")
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("py4j").setLevel(logging.WARNING)
+        client = zaqar_client(
+            conf.zaqar.url,
+            conf.zaqar.project_id,
+            session=config.keystone_session(conf),
+            timeout=min(conf.zaqar.timeout, 10.0),  # a scrape must not wait long
+        )
+        queue = client.queue(conf.zaqar.queue)
+        metrics.registry.register(ZaqarQueueCollector(queue, conf.zaqar.queue))
+    return metrics
+
+
+def _check(conf) -> str | None:
+    """What makes the configuration unusable before anything starts, or None."""
     try:
         spark_settings(conf)
     except ValueError as exc:
-        print(f"bbq-stream: {exc}", file=sys.stderr)
-        return 2
+        return str(exc)
     try:  # the engine first: waiting for dependencies is pointless without it
         for engine in ("pyspark", "pyarrow"):
             importlib.import_module(engine)
     except ImportError as exc:
-        print(f"bbq-stream: {exc} (install bbq[spark,stream])", file=sys.stderr)
+        return f"{exc} (install bbq[spark,stream])"
+    return None
+
+
+def _serve_metrics(conf, metrics: JobMetrics) -> bool:
+    if not conf.stream.metrics_port:
+        return True
+    from bbq.metrics import serve
+
+    try:
+        serve(metrics.registry, conf.stream.metrics_host, conf.stream.metrics_port)
+    except OSError as exc:
+        where = f"{conf.stream.metrics_host}:{conf.stream.metrics_port}"
+        print(
+            f"bbq-stream: [stream] metrics_port: cannot listen on {where}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return False
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bbq import config, logs
+
+    conf = config.load(argv, program=config.JOB)
+    logs.setup_or_exit(conf, config.JOB)
+    problem = _check(conf)
+    if problem:
+        print(f"bbq-stream: {problem}", file=sys.stderr)
         return 2
     from bbq import deps
 
@@ -385,9 +472,12 @@ def main(argv: list[str] | None = None) -> int:
     except deps.DependencyTimeout as exc:
         print(f"bbq-stream: {exc}", file=sys.stderr)
         return 1
+    metrics = _metrics(conf)
+    if not _serve_metrics(conf, metrics):
+        return 1
     spark = build_spark(conf)
-    spark.sparkContext.setLogLevel("WARN")
-    query, writer = start(spark, conf)
+    spark.sparkContext.setLogLevel(logs.spark_level(conf))
+    query, writer = start(spark, conf, writer=BatchWriter(conf, metrics=metrics))
     LOG.info(
         "streaming from %s into %s/%s (run %s)",
         conf.stream.source,

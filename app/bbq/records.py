@@ -22,6 +22,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import re
 
 MAX_ID_CHARS = 256
 MAX_SERVICE_CHARS = 128
@@ -169,6 +170,35 @@ def parse(raw: str | bytes, max_bytes: int) -> dict:
         # Not expected (every known case has its own reason above), but a message must
         # never stop the stream: it is dead-lettered with what went wrong.
         raise Rejected(f"unreadable: {type(exc).__name__}: {printable(str(exc))}") from None
+
+
+# A dead letter's reason code (a metric label: few, fixed values) from the start of its
+# reason, first match wins; "other" for none.
+REASON_CODES = [
+    ("oversized", r"oversized:"),
+    ("not_utf8", r"not UTF-8"),
+    ("not_json", r"not JSON"),
+    ("not_object", r"not a JSON object"),
+    ("missing_field", r"missing field"),
+    ("invalid_unicode", r"field '[^']*' is not valid Unicode"),
+    ("invalid_time", r"field 'time' is not a valid time"),
+    ("out_of_range", r"field '[^']*' (is out of range|must be finite)"),
+    ("too_long", r"field '[^']*' is longer than"),
+    ("empty_field", r"field '[^']*' is empty"),
+    ("wrong_type", r"field '[^']*' must be"),
+    ("refused_by_database", r"refused by the database"),
+    ("not_storable", r"not storable"),
+    ("unreadable", r"unreadable"),
+]
+_REASON_CODES = [(code, re.compile(pattern)) for code, pattern in REASON_CODES]
+
+
+def reason_code(reason: str) -> str:
+    """The code of a dead letter's reason: ``"not JSON: ..."`` is ``not_json``."""
+    for code, pattern in _REASON_CODES:
+        if pattern.match(reason):
+            return code
+    return "other"
 
 
 def dead_letter_id(raw: str | bytes, source_id: str | None, position: str | None) -> str:

@@ -30,20 +30,21 @@ Every bad request gets a 4xx and ``{"error": "..."}``.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import logging
 import math
 import os
+import pathlib
 import re
 import stat
 import sys
 
+import jsonschema
 from flask import Flask, jsonify, render_template, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
-from bbq import records
+from bbq import config, metrics, records
 from bbq.history import MAX_HISTORY_BYTES, History, Summaries  # noqa: F401
 
 LOG = logging.getLogger(__name__)
@@ -59,14 +60,15 @@ SINCE = re.compile(r"\A[0-9]{1,15}\Z")
 
 def version() -> str:
     """The installed ``bbq`` distribution's version."""
-    try:
-        return importlib.metadata.version("bbq")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+    return config.version()
 
 
 class Invalid(ValueError):
-    pass
+    """A refused body; ``reason``: its metric label (json, schema)."""
+
+    def __init__(self, message: str, reason: str = "json") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class StrictJSON(DefaultJSONProvider):
@@ -120,71 +122,57 @@ def loads_strict(body: bytes):
         raise Invalid(f"body is not valid JSON: {str(exc).split(':')[0]}") from None
 
 
-def _text(value, what: str, limit: int) -> str:
-    if not isinstance(value, str) or len(value) > limit:
-        raise Invalid(f"{what} must be a string of at most {limit} characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise Invalid(f"{what} is not valid Unicode (lone surrogate)") from None
-    return value
+# The one schema of a batch summary (the API reference points at it); its errorMessage
+# words each refusal. Integers are Python ints (jsonschema would take 1.0 and so on).
+SCHEMA_FILE = pathlib.Path(__file__).with_name("schemas") / "batch-summary.json"
+SCHEMA = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
+    ),
+)
+VALIDATOR = _Validator(SCHEMA)
 
 
-def _int(payload: dict, key: str, required: bool = True) -> int:
-    if key not in payload:
-        if required:
-            raise Invalid(f"missing field '{key}'")
-        return 0
-    value = payload[key]
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise Invalid(f"field '{key}' must be an integer, not {type(value).__name__}")
-    if value < 0:
-        raise Invalid(f"field '{key}' must not be negative")
-    if value > MAX_INT:
-        raise Invalid(f"field '{key}' must be at most {MAX_INT}")
-    return value
+def _where(path) -> str:
+    """``field 'counts': count of 'web'`` for the path ``counts/web``; ``body`` for none."""
+    path = [records.printable(str(p), 60) for p in path]
+    if not path:
+        return "body"
+    if len(path) == 2 and path[0] in ("counts", "totals"):
+        return f"field '{path[0]}': count of '{path[1]}'"
+    return "field '" + "/".join(path) + "'"
 
 
-def _counts(payload: dict, key: str) -> dict[str, int]:
-    if key not in payload:
-        raise Invalid(f"missing field '{key}'")
-    value = payload[key]
-    if not isinstance(value, dict):
-        raise Invalid(f"field '{key}' must be an object of service: count")
-    if len(value) > MAX_SERVICES:
-        raise Invalid(f"field '{key}' has more than {MAX_SERVICES} services")
-    for service, count in value.items():
-        if not service:
-            raise Invalid(f"field '{key}' has an empty service name")
-        _text(service, f"field '{key}': a service name", MAX_SERVICE_CHARS)
-        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_INT:
-            raise Invalid(
-                f"field '{key}': count of '{service}' must be a non-negative integer"
-                + (f" of at most {MAX_INT}" if isinstance(count, int) and count > 0 else "")
-            )
-    return dict(value)
+def problem(error: jsonschema.ValidationError) -> str:
+    """One line for a schema violation, in the schema's own words (its errorMessage)."""
+    words = error.schema.get("errorMessage", {}) if isinstance(error.schema, dict) else {}
+    if error.validator == "required":
+        missing = next(k for k in error.validator_value if k not in error.instance)
+        return words.get("required", {}).get(missing) or f"missing field '{missing}'"
+    message = words.get(error.validator) or words.get("*")
+    if message is None:
+        return f"{_where(error.absolute_path)}: {records.printable(error.message, 200)}"
+    message = message.replace("{type}", type(error.instance).__name__)
+    where = _where(error.absolute_path)
+    return message if where == "body" and message.startswith("body") else f"{where} {message}"
 
 
 def validate(payload) -> dict:
-    """The summary to keep, or Invalid naming what is wrong."""
-    if not isinstance(payload, dict):
-        raise Invalid("body must be a JSON object")
-    run = payload.get("run", "")
-    _text(run, "field 'run'", MAX_RUN_CHARS)
-    when = payload.get("time")
-    if isinstance(when, bool) or not isinstance(when, int | float):
-        raise Invalid("field 'time' must be epoch seconds (a number)")
-    if not 0 <= when <= MAX_TIME:
-        raise Invalid(f"field 'time' must be epoch seconds between 0 and {MAX_TIME:.0f}")
+    """The summary to keep, or Invalid naming what is wrong (checked against SCHEMA)."""
+    error = jsonschema.exceptions.best_match(VALIDATOR.iter_errors(payload))
+    if error is not None:
+        raise Invalid(problem(error), reason="schema")
     return {
-        "run": run,
-        "batch_id": _int(payload, "batch_id"),
-        "time": float(when),
-        "records": _int(payload, "records", required=False),
-        "counts": _counts(payload, "counts"),
-        "totals": _counts(payload, "totals"),
-        "dead": _int(payload, "dead", required=False),
-        "dead_total": _int(payload, "dead_total", required=False),
+        "run": payload.get("run", ""),
+        "batch_id": payload["batch_id"],
+        "time": float(payload["time"]),
+        "records": payload.get("records", 0),
+        "counts": dict(payload["counts"]),
+        "totals": dict(payload["totals"]),
+        "dead": payload.get("dead", 0),
+        "dead_total": payload.get("dead_total", 0),
     }
 
 
@@ -215,13 +203,17 @@ def unhealthy_reason(path: str) -> str | None:
 def _add_api(app: Flask, summaries: Summaries) -> None:
     @app.post("/api/v1/batches")
     def post_batch():
+        counters = app.extensions["bbq_metrics"]
         if not request.is_json:
+            counters.refused("media_type")
             return _error(415, "body must be JSON (Content-Type: application/json)")
         try:
             summary = validate(loads_strict(request.get_data(cache=False)))
         except Invalid as exc:
+            counters.refused(exc.reason)
             return _error(400, str(exc))
         added, seq = summaries.add(summary)
+        counters.signal(added, summary)
         return jsonify({"accepted": added, "seq": seq}), 201 if added else 200
 
     @app.get("/api/v1/summary")
@@ -258,6 +250,8 @@ def _add_errors(app: Flask) -> None:
 
     @app.errorhandler(413)
     def too_large(_exc):
+        if request.endpoint == "post_batch":
+            app.extensions["bbq_metrics"].refused("too_large")
         return _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
 
     @app.errorhandler(HTTPException)
@@ -279,6 +273,7 @@ def create_app(history: int = 600, unhealthy_file: str = "", store=None) -> Flas
     app.json.sort_keys = False
     summaries = History(history, store) if store is not None else Summaries(history)
     app.extensions["bbq_summaries"] = summaries
+    metrics.instrument(app)  # GET /metrics, request durations, the access log
     _add_api(app, summaries)
     _add_pages(app, unhealthy_file)
     _add_errors(app)
@@ -308,10 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     """``bbq-rest``: serve the display service on [rest] host:port (waitress)."""
     import waitress
 
-    from bbq import config
+    from bbq import config, logs
 
-    conf = config.load(argv if argv is not None else sys.argv[1:], prog="bbq-rest")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    conf = config.load(argv, program=config.REST)
+    logs.setup_or_exit(conf, config.REST)
     from bbq import history
 
     app = create_app(conf.rest.history, conf.rest.unhealthy_file, history.store_for(conf))
@@ -322,10 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{limit}: the open-files limit allows no more",
             file=sys.stderr,
         )
-    print(
-        f"bbq-rest {version()}: serving on http://{conf.rest.host}:{conf.rest.port}/",
-        flush=True,
-    )
+    LOG.info("bbq-rest %s: serving on http://%s:%s/", version(), conf.rest.host, conf.rest.port)
     waitress.serve(
         app,
         host=conf.rest.host,

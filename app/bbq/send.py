@@ -300,7 +300,7 @@ def cmd_take(conf) -> int:
 
 
 def add_commands(subparsers):
-    post = subparsers.add_parser("post", help="send messages (the default operation)")
+    post = subparsers.add_parser("post", help="send messages to the queue (or the socket source)")
     source = post.add_mutually_exclusive_group()
     source.add_argument("--file", help="file of JSON lines ('-' or none: stdin)")
     source.add_argument("--generate", type=int, metavar="N", help="generate N packets")
@@ -325,11 +325,20 @@ def add_commands(subparsers):
         take.add_argument("--count", type=int, default=10)
 
 
-COMMAND = cfg.SubCommandOpt("command", handler=add_commands, help="operation")
+COMMAND = cfg.SubCommandOpt(
+    "command",
+    handler=add_commands,
+    title="operations",
+    description="What bbq-send does; 'bbq-send OPERATION --help' lists its options.",
+    help="post, pop or claim",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    conf = config.load(argv, prog="bbq-send", cli_opts=[COMMAND])
+    from bbq import logs
+
+    conf = config.load(argv, program=config.SEND, cli_opts=[COMMAND])
+    logs.setup_or_exit(conf, config.SEND)
     try:
         if conf.command.name == "post":
             return cmd_post(conf)

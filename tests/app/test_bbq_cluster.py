@@ -5,6 +5,7 @@ import pytest
 from bbq import testing
 from bbq.store import Store
 
+from tests.app.helpers import send_args
 from tests.fixtures.rest import bbq_command
 from tests.fixtures.spark import LOOPBACK_SPARK_CONF, SparkCluster, job_args, start_job_process
 
@@ -35,7 +36,15 @@ def test_job_on_a_standalone_cluster(mongo_server, zaqar_server, rest_server, tm
         )
         job = start_job_process(args, tmp_path / "job.log")
         sender = testing.start(
-            [bbq_command("bbq-send"), *args, "post", "--generate", str(n), "--id-prefix", "c"],
+            [
+                bbq_command("bbq-send"),
+                *send_args(args),
+                "post",
+                "--generate",
+                str(n),
+                "--id-prefix",
+                "c",
+            ],
             tmp_path / "send.log",
         )
         store = Store(mongo_server.url, db)

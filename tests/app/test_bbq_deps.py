@@ -11,6 +11,7 @@ import pytest
 from bbq import config, deps, testing
 from bbq.store import Store
 
+from tests.app.helpers import send_args
 from tests.fixtures.mongo import MongoServer
 from tests.fixtures.rest import RestServer, bbq_command
 from tests.fixtures.spark import job_args, spark_env, start_job_process
@@ -109,7 +110,15 @@ def test_bbq_stream_starts_once_a_late_mongodb_answers(zaqar_server, rest_server
         assert job.poll() is None, testing.log_tail(job)
         mongo.start_server()
         subprocess.run(
-            [bbq_command("bbq-send"), *args, "post", "--generate", "300", "--id-prefix", "late"],
+            [
+                bbq_command("bbq-send"),
+                *send_args(args),
+                "post",
+                "--generate",
+                "300",
+                "--id-prefix",
+                "late",
+            ],
             check=True,
             capture_output=True,
             timeout=120,

@@ -8,6 +8,7 @@ import pytest
 from bbq import testing
 from bbq.store import Store
 
+from tests.app.helpers import send_args
 from tests.fixtures.rest import bbq_command
 from tests.fixtures.spark import job_args, start_job_process, streaming_query
 from tests.fixtures.zaqar import ZaqarServer
@@ -38,7 +39,15 @@ def test_kill_and_restart_keeps_every_message_exactly_once(
     )
     store = Store(mongo_server.url, db)
     sender = testing.start(
-        [bbq_command("bbq-send"), *args, "post", "--generate", str(n), "--id-prefix", "k"],
+        [
+            bbq_command("bbq-send"),
+            *send_args(args),
+            "post",
+            "--generate",
+            str(n),
+            "--id-prefix",
+            "k",
+        ],
         tmp_path / "send.log",
     )
     first = start_job_process(args, tmp_path / "job1.log")
@@ -105,7 +114,15 @@ def test_zaqar_outage_mid_run_loses_and_duplicates_nothing(
         stream__checkpoint_dir=tmp_path / "checkpoint",
     )
     sent = testing.start(
-        [bbq_command("bbq-send"), *args, "post", "--generate", str(n), "--id-prefix", "z"],
+        [
+            bbq_command("bbq-send"),
+            *send_args(args),
+            "post",
+            "--generate",
+            str(n),
+            "--id-prefix",
+            "z",
+        ],
         tmp_path / "send.log",
     )
     assert sent.wait(120) == 0, testing.log_tail(sent)

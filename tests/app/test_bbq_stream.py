@@ -7,7 +7,7 @@ import pytest
 from bbq import testing
 from bbq.store import Store
 
-from tests.app.helpers import send, wait_stored
+from tests.app.helpers import send, send_args, wait_stored
 from tests.fixtures.rest import bbq_command
 from tests.fixtures.spark import job_args, streaming_query
 
@@ -29,7 +29,7 @@ def test_socket_source_end_to_end(spark, mongo_server, rest_server, tmp_path):
     sender = testing.start(
         [
             bbq_command("bbq-send"),
-            *args,
+            *send_args(args),
             "post",
             "--target",
             "socket",
