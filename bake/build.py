@@ -2,7 +2,9 @@
 
 Nothing reaches the store until the build has succeeded: the image is written in
 ``STORE/.tmp/...`` and moved into ``STORE/<name>/<fingerprint>/`` in one rename. A failed
-build keeps its log under ``STORE/.failed/``; an interrupted one leaves nothing.
+build keeps its log under ``STORE/.failed/`` (with ``keep_failed``, its whole directory:
+``out/`` with the log and outputs, ``work/`` diskimage-builder's); an interrupted one leaves
+nothing.
 
 Example::
 
@@ -91,6 +93,7 @@ def build(
     smoke: bool = True,
     on_report: Callable[[instances.SmokeReport], None] | None = None,
     on_log: Callable[[Path], None] | None = None,
+    keep_failed: bool = False,
 ) -> Outcome:
     """Build the plan into the store unless an artifact with this fingerprint is complete.
 
@@ -98,7 +101,8 @@ def build(
     pass before it enters the store. Raises BuildError (build failed; log kept under
     STORE/.failed), SmokeTestFailed (image, log and report set aside under STORE/.failed)
     or dib.BuildInterrupted (nothing kept). ``on_log`` is told where the build's log is
-    being written, before diskimage-builder starts.
+    being written, before diskimage-builder starts. ``keep_failed`` keeps a failed build's
+    whole directory under STORE/.failed (the message names it), not only its log.
     """
     name = plan.spec.name
     existing = store.find(name, fingerprint.value)
@@ -115,13 +119,21 @@ def build(
         on_log(log_path)
     started = datetime.datetime.now(datetime.UTC)
     try:
-        result = dib.run(plan, output_dir / name, build_dir / "work", log_path, on_phase)
+        result = dib.run(
+            plan, output_dir / name, build_dir / "work", log_path, on_phase, keep_work=keep_failed
+        )
     except dib.BuildInterrupted:
         shutil.rmtree(build_dir, ignore_errors=True)
         raise
     except BaseException:
         shutil.rmtree(build_dir, ignore_errors=True)
         raise
+    if result.returncode != 0 and keep_failed:
+        kept = store.set_aside(build_dir, name, fingerprint.value)
+        raise BuildError(
+            f"{name}: disk-image-create failed (exit {result.returncode}); build directory kept "
+            f"for inspection: {kept} (log: {kept / 'out' / BUILD_LOG})"
+        )
     if result.returncode != 0:
         kept = store.keep_failed(name, fingerprint.value, [log_path])
         shutil.rmtree(build_dir, ignore_errors=True)

@@ -54,25 +54,39 @@ def cmd_validate(args: argparse.Namespace) -> int:
     paths = args.specs or [str(p) for p in specs.spec_files(resources.specs_dir())]
     if not paths:
         raise InputError(f"no specs given and none found in {resources.specs_dir()}/")
-    failed = 0
+    rows = []
     for path in paths:
         try:
-            _load(args, path)
+            spec = _load(args, path)
         except specs.SpecError as exc:
-            failed += 1
             for problem in exc.problems:
-                print(f"error: {problem}", file=sys.stderr)
+                ui.error(str(problem))
+            problems = [str(p) for p in exc.problems]
+            rows.append({"spec": path, "name": None, "valid": False, "problems": problems})
         else:
-            print(f"ok: {path}")
-    return EXIT_BAD_INPUT if failed else 0
+            if args.format is None:
+                print(f"ok: {path}")
+            rows.append({"spec": path, "name": spec.name, "valid": True, "problems": []})
+    if args.format is not None:
+        ui.emit_list(args, VALIDATE_COLUMNS, rows, {"problems": lambda p: str(len(p))})
+    return EXIT_BAD_INPUT if any(not r["valid"] for r in rows) else 0
+
+
+VALIDATE_COLUMNS = ("spec", "name", "valid", "problems")
+FINGERPRINT_FIELDS = ("fingerprint", "format", "spec", "elements", "environment", "dib_version")
+FINGERPRINT_FIELDS += ("app",)
 
 
 def cmd_fingerprint(args: argparse.Namespace) -> int:
     plan, fp = _plan_and_fingerprint(args, args.spec)
-    if args.json:
-        print(json.dumps({"fingerprint": fp.value, **fp.inputs}, indent=2, sort_keys=True))
-    else:
+    if args.format is None:
         print(fp.value)
+        return 0
+    record = {"fingerprint": fp.value, **fp.inputs}
+    if args.format == "json" and not args.columns:  # --json: the whole document, keys sorted
+        print(json.dumps(record, indent=None if args.noindent else 2, sort_keys=True))
+    else:
+        ui.emit_record(args, record)
     return 0
 
 
@@ -90,11 +104,18 @@ def cmd_build(args: argparse.Namespace) -> int:
             print(f"  {key}={shlex.quote(value)} \\")
         print("  " + " ".join(shlex.quote(a) for a in plan.command(final)))
         return 0
-    print(f"bake: {name} {plan.spec.version}: fingerprint {fp.value}", file=sys.stderr)
+    ui.info(f"bake: {name} {plan.spec.version}: fingerprint {fp.value}")
 
     def show_report(report) -> None:
         for line in report.lines():
-            print(f"bake: {name}: smoke: {line}", file=sys.stderr)
+            ui.info(f"bake: {name}: smoke: {line}")
+
+    follower = ui.Follower(ui.BUILD_LOG_LOGGER) if args.verbose else None
+
+    def on_log(path: Path) -> None:
+        ui.info(f"bake: {name}: log: {path}")
+        if follower:
+            follower.start(path)
 
     try:
         outcome = build.build(
@@ -102,39 +123,87 @@ def cmd_build(args: argparse.Namespace) -> int:
             fp,
             store,
             force=args.force,
+            on_phase=dib.print_phase if not args.quiet else lambda *_: None,
             smoke=not args.no_test,
             on_report=show_report,
-            on_log=lambda path: print(f"bake: {name}: log: {path}", file=sys.stderr, flush=True),
+            on_log=on_log,
+            keep_failed=args.keep_failed,
         )
     except dib.BuildInterrupted as exc:
-        print(f"bake: {name}: {exc}; nothing was kept", file=sys.stderr)
+        ui.PROGRESS.warning(f"bake: {name}: {exc}; nothing was kept")  # shown even with -q
         return 128 + exc.signum
+    finally:
+        if follower:
+            follower.stop()
     artifact = outcome.artifact
-    if outcome.skipped:
-        print(f"bake: {name}: up to date, not rebuilt (use --force): {artifact.path}")
-    else:
-        size = artifact.manifest["total_size"] / 2**20
-        seconds = artifact.manifest["build_seconds"]
-        print(f"bake: {name}: built in {seconds:.0f}s, {size:.0f} MiB: {artifact.path}")
+    record = _build_record(artifact, outcome.skipped)
     if args.publish:
-        return _smoke_then_publish(args, artifact)
+        return _smoke_then_publish(args, artifact, record)
+    _show_build(args, record)
     return 0
 
 
-def _smoke_then_publish(args: argparse.Namespace, artifact) -> int:
+BUILD_FIELDS = ("name", "version", "fingerprint", "status", "path", "image", "size", "seconds")
+BUILD_FIELDS += ("built_at", "smoke", "log", "published")
+
+
+def _build_record(artifact, skipped: bool) -> dict:
+    """What ``bake build -f json`` prints: the artifact, how it was made, its smoke result."""
+    from bake.artifacts import BUILD_LOG, ArtifactError
+
+    try:
+        image = str(artifact.image_file()[0])
+    except ArtifactError:
+        image = None  # a tar-only spec
+    manifest = artifact.manifest
+    return {
+        "name": artifact.name,
+        "version": artifact.version,
+        "fingerprint": artifact.fingerprint,
+        "status": "up to date" if skipped else "built",
+        "path": str(artifact.path),
+        "image": image,
+        "size": manifest.get("total_size"),
+        "seconds": manifest.get("build_seconds"),
+        "built_at": manifest.get("built_at"),
+        "smoke": manifest.get("smoke"),
+        "log": str(artifact.path / BUILD_LOG),
+        "published": None,
+    }
+
+
+def _show_build(args: argparse.Namespace, record: dict) -> None:
+    if args.format is not None:
+        ui.emit_record(args, record, {"size": ui.mib})
+    elif record["status"] == "up to date":
+        print(f"bake: {record['name']}: up to date, not rebuilt (use --force): {record['path']}")
+    else:
+        size, seconds = record["size"] / 2**20, record["seconds"]
+        print(f"bake: {record['name']}: built in {seconds:.0f}s, {size:.0f} MiB: {record['path']}")
+
+
+def _smoke_then_publish(args: argparse.Namespace, artifact, record: dict) -> int:
     """``build --publish``: smoke test an artifact that has not passed one (unless --no-test
     or the spec has no checks), then publish it; a failed smoke test publishes nothing."""
     from bake.cloud import commands as cloud_commands
 
+    if args.format is None:
+        _show_build(args, record)
     if artifact.manifest.get("status") != "good":
         if args.no_test or not artifact.spec.get("smoke"):
             why = "--no-test" if args.no_test else "the spec has no smoke checks"
-            print(f"bake: {artifact.name}: publishing untested ({why})", file=sys.stderr)
+            ui.info(f"bake: {artifact.name}: publishing untested ({why})")
         else:
-            code = cmd_test(argparse.Namespace(**{**vars(args), "target": str(artifact.path)}))
-            if code != 0:
-                return code
-    return cloud_commands.run_publish(args, artifact)
+            report = _smoke_test(args, artifact)
+            record["smoke"] = _test_record(artifact, report)
+            if not report.passed:
+                _show_build(args, record)
+                return EXIT_FAILED
+    if args.format is None:
+        return cloud_commands.run_publish(args, artifact)
+    record["published"] = cloud_commands.publish_record(args, artifact)
+    _show_build(args, record)
+    return 0
 
 
 def _artifact_for(args: argparse.Namespace, target: str):
@@ -176,10 +245,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    import tempfile
-
-    from bake import instances
-    from bake.artifacts import SMOKE_REPORT, Artifact
+    from bake.artifacts import Artifact
 
     target = resources.spec_path(args.target)  # a spec's name (`spark`) finds the spec
     if target.is_dir():
@@ -192,11 +258,32 @@ def cmd_test(args: argparse.Namespace) -> int:
                 f"{args.target}: no built artifact with fingerprint {fp.value[:12]} in "
                 f"{args.output}; run bake build first"
             )
+    report = _smoke_test(args, artifact)
+    if args.format is not None:
+        ui.emit_record(args, _test_record(artifact, report))
+    return 0 if report.passed else EXIT_FAILED
+
+
+TEST_FIELDS = ("name", "path", "passed", "boot_seconds", "checks", "error")
+
+
+def _test_record(artifact, report) -> dict:
+    return {"name": artifact.name, "path": str(artifact.path), **report.to_dict()}
+
+
+def _smoke_test(args: argparse.Namespace, artifact):
+    """Boot the artifact, run its smoke checks, keep the report beside it; the report
+    (its lines printed unless a -f format was asked for)."""
+    import tempfile
+
+    from bake import instances
+    from bake.artifacts import SMOKE_REPORT
+
     checks = artifact.spec.get("smoke") or []
     if not checks:
         raise InputError(f"{artifact.path}: the spec has no smoke checks")
     with tempfile.TemporaryDirectory(prefix="bake-test-") as work:
-        if args.qemu:
+        if getattr(args, "qemu", False):
             from bake.instances import qemu
 
             try:
@@ -207,35 +294,26 @@ def cmd_test(args: argparse.Namespace) -> int:
         else:
             report = instances.smoke_test(artifact.tar_file(), checks, artifact.name, Path(work))
     (artifact.path / SMOKE_REPORT).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    for line in report.lines():
-        print(f"{artifact.name}: {line}")
-    verdict = "passed" if report.passed else "FAILED"
-    print(f"{artifact.name}: smoke test {verdict} (boot {report.boot_seconds:.0f}s)")
-    return 0 if report.passed else EXIT_FAILED
+    lines = [*report.lines(), f"smoke test {'passed' if report.passed else 'FAILED'} "]
+    lines[-1] += f"(boot {report.boot_seconds:.0f}s)"
+    for line in lines:
+        if args.format is None:
+            print(f"{artifact.name}: {line}")
+        else:
+            ui.info(f"bake: {artifact.name}: {line}")
+    return report
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     store = Store(args.output)
     artifacts = list(store.artifacts())
-    if args.json:
-        # Machine-readable: whole fingerprints, sizes in bytes, the artifact's directory.
-        print(json.dumps([_list_entry(a) for a in artifacts], indent=2))
-        return 0
-    if not artifacts:
+    if not artifacts and args.format is None:
         print(f"no artifacts in {store.root}")
         return 0
-    rows = [
-        (
-            a.name,
-            a.version,
-            a.fingerprint[:12],
-            a.manifest.get("status", "untested"),
-            ui.mib(a.manifest.get("total_size", 0)),
-            a.manifest.get("built_at", "-"),
-        )
-        for a in artifacts
-    ]
-    print(ui.table(_LIST_HEADER, rows))
+    # Machine formats: whole fingerprints, sizes in bytes, the artifact's directory.
+    display = {"fingerprint": lambda v: v[:12], "size": ui.mib}
+    rows = [_list_entry(a) for a in artifacts]
+    ui.emit_list(args, LIST_COLUMNS, rows, display, brief=LIST_COLUMNS[:-1])
     return 0
 
 
@@ -252,7 +330,7 @@ def _list_entry(artifact) -> dict:
     }
 
 
-_LIST_HEADER = ("name", "version", "fingerprint", "status", "size", "built")
+LIST_COLUMNS = ("name", "version", "fingerprint", "status", "size", "built", "path")
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
@@ -272,8 +350,14 @@ def build_parser() -> argparse.ArgumentParser:
     from bake.cloud import stack as stack_commands
     from bake.matrix import commands as matrix_commands
 
-    parser = argparse.ArgumentParser(prog="bake", description=__doc__.splitlines()[0])
+    parser = Parser(
+        prog="bake",
+        description=__doc__.splitlines()[0],
+        epilog=__doc__.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"bake {resources.version()}")
+    logging_options(parser, top=True)
     parser.add_argument(
         "--elements-dir",
         help="our elements (default: elements/ of the spec's checkout, else of the current "
@@ -284,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, func: Callable[[argparse.Namespace], int], help: str):
         p = sub.add_parser(name, help=help, description=help)
         p.set_defaults(func=func)
+        logging_options(p, top=False)  # also after the command, as the openstack CLI takes them
         return p
 
     def output_option(p: argparse.ArgumentParser) -> None:
@@ -311,10 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("validate", cmd_validate, "check specs; report every problem, build nothing")
     p.add_argument("specs", nargs="*", metavar="SPEC", help="default: image-specs/*.yaml")
+    ui.add_format_options(p, VALIDATE_COLUMNS)
 
     p = command("fingerprint", cmd_fingerprint, "print the fingerprint of a spec's build")
     p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--json", action="store_true", help="also print every input hashed")
+    json_option(p, "also print every input hashed (as -f json)")
+    ui.add_format_options(p, FINGERPRINT_FIELDS, listing=False)
     partition_options(p)
 
     p = command("build", cmd_build, "build a spec's image into the artifact store")
@@ -323,10 +410,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the command and environment")
     p.add_argument("--force", action="store_true", help="rebuild even if up to date")
     p.add_argument(
+        "--keep-failed",
+        action="store_true",
+        help="keep a failed build's directory (log, outputs, diskimage-builder's work "
+        "directory, the image tree of a failed in-target phase) under STORE/.failed; "
+        "the path is printed",
+    )
+    p.add_argument(
         "--no-test", action="store_true", help="do not boot the image for its smoke checks"
     )
     partition_options(p)
     p.add_argument("--publish", action="store_true", help="then publish to Glance (bake publish)")
+    ui.add_format_options(p, BUILD_FIELDS, listing=False)
     cloud_commands.add_publish_options(p)
     cloud_commands.add_cloud_options(p)
 
@@ -345,6 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     output_option(p)
     partition_options(p)
+    ui.add_format_options(p, TEST_FIELDS, listing=False)
 
     p = command("matrix", cmd_matrix, "build the image matrix's rows in parallel, then a table")
     output_option(p)
@@ -360,19 +456,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("list", cmd_list, "list the artifacts in the store")
     output_option(p)
-    p.add_argument("--json", action="store_true")
+    json_option(p)
+    ui.add_format_options(p, LIST_COLUMNS)
 
     p = command("publish", cmd_publish, "upload an artifact to Glance (once per fingerprint)")
     p.add_argument("target", metavar="ARTIFACT|SPEC", help="artifact directory or spec file")
     output_option(p)
     partition_options(p)
+    ui.add_format_options(p, cloud_commands.PUBLISH_FIELDS, listing=False)
     cloud_commands.add_publish_options(p)
     cloud_commands.add_cloud_options(p)
 
     p = command("images", cmd_images, "list the images published to Glance, per spec")
     p.add_argument("--spec", metavar="NAME", help="only this spec's images")
     p.add_argument("--hidden", action="store_true", help="also images hidden by --hide-older")
-    p.add_argument("--json", action="store_true")
+    json_option(p)
+    ui.add_format_options(p, cloud_commands.IMAGES_COLUMNS)
     cloud_commands.add_cloud_options(p)
 
     p = command("prune", cmd_prune, "delete (or deactivate) older published images of a spec")
@@ -387,16 +486,67 @@ def build_parser() -> argparse.ArgumentParser:
         help="prune by age alone when the cloud has no compute service to ask what is in use",
     )
     cloud_commands.add_cloud_options(p)
+    ui.add_format_options(p, cloud_commands.PRUNE_COLUMNS)
+
+    p = command("complete", cmd_complete, "print a bash completion script for bake")
+    p.add_argument("--shell", choices=("bash",), default="bash", help="the shell (bash)")
     return parser
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (exit 2), naming the option and the value."""
+
+    def error(self, message: str):
+        message = " ".join(message.split())  # a value with a newline stays on the line
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def json_option(p: argparse.ArgumentParser, help: str = "same as -f json") -> None:
+    p.add_argument("--json", dest="format", action="store_const", const="json", help=help)
+
+
+def logging_options(p: argparse.ArgumentParser, top: bool) -> None:
+    """-v/-q/--debug/--log-file, before the command (``top``) or after it."""
+    unset = {} if top else {"default": argparse.SUPPRESS}
+    group = p.add_argument_group("logging")
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        help="more output (repeatable): -v streams a build's log to stderr as it is written "
+        "and shows the client libraries' warnings, -vv their info",
+        **({"default": 0} if top else unset),
+    )
+    group.add_argument(
+        "-q", "--quiet", action="store_true", help="only warnings and errors on stderr", **unset
+    )
+    group.add_argument(
+        "--debug",
+        action="store_true",
+        help="everything on stderr (keystoneauth's HTTP log, secrets masked) and a traceback "
+        "for unexpected errors",
+        **unset,
+    )
+    group.add_argument("--log-file", metavar="PATH", help="every log record, with times", **unset)
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
+    from bake import completion
+
+    print(completion.bash(build_parser()))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        ui.configure_logging(args.verbose, args.quiet, args.debug, args.log_file)
         return args.func(args)
     except BakeError as exc:
+        if args.debug:
+            ui.PROGRESS.debug("debug: where the error below was raised:", exc_info=True)
         for line in exc.lines():
-            print(f"error: {line}", file=sys.stderr)
+            ui.error(line)
         return exc.exit_code
     except KeyboardInterrupt:
         return 128 + signal.SIGINT
@@ -406,6 +556,11 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 128 + signal.SIGPIPE
+    except Exception as exc:  # a bug: one line, the traceback with --debug or in --log-file
+        ui.PROGRESS.debug("debug: an unexpected error:", exc_info=True)
+        hint = "" if args.debug else " (--debug shows the traceback)"
+        ui.error(f"unexpected {type(exc).__name__}: {exc}{hint}")
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -100,8 +100,14 @@ def run(
     work_dir: Path,
     log_path: Path,
     on_phase: Callable[[str, str, float], None] = print_phase,
+    keep_work: bool = False,
 ) -> RunResult:
     """Run disk-image-create; raise BuildInterrupted on SIGINT/SIGTERM (after cleaning up).
+
+    ``keep_work`` (``bake build --keep-failed``): ``work_dir`` is released (unmounted) but
+    not removed, and when an in-target phase fails, diskimage-builder's image tree is copied
+    to ``work_dir/failed-image-root`` before diskimage-builder removes it (its ``break``
+    hook, run outside the chroot).
 
     The full output goes to ``log_path``; ``on_phase(name, phase, elapsed)`` is called as
     each phase begins. Whatever the outcome, ``work_dir`` is released and removed. Builds
@@ -112,6 +118,7 @@ def run(
     env = dict(os.environ)
     env.update(plan.environment)
     env["TMP_DIR"] = str(work_dir)
+    env.update(KEEP_WORK_ENV if keep_work else {})
     env.setdefault("DIB_IMAGE_CACHE", str(Path.home() / ".cache" / "image-create"))
     for key, value in CACHE_DEFAULTS.items():
         env.setdefault(key, value)
@@ -170,11 +177,7 @@ def run(
         if process is not None and process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-        left = hostsys.release_build_dir(work_dir)
-        if left:
-            with open(log_path, "a") as log:
-                log.write(f"bake: released after the build: {', '.join(left)}\n")
-        shutil.rmtree(work_dir, ignore_errors=True)
+        _release(work_dir, log_path, keep_work)
     if received:
         raise BuildInterrupted(received[0])
     new_bytes = cache.new_bytes if cache is not None and cache.shared != cache.path else None
@@ -187,7 +190,32 @@ def run(
 # Cache slots expire the tarball after a week and never keep a truncated one.
 CACHE_DEFAULTS = {"DIB_DEBOOTSTRAP_CACHE": "1", "DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE": "1"}
 
+
+def _release(work_dir: Path, log_path: Path, keep: bool) -> None:
+    """Undo what the build left mounted or attached (said in the log); remove ``work_dir``
+    unless asked to ``keep`` it."""
+    left = hostsys.release_build_dir(work_dir)
+    if left:
+        with open(log_path, "a") as log:
+            log.write(f"bake: released after the build: {', '.join(left)}\n")
+    if not keep:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
 STOP_GRACE = 30.0  # seconds DIB gets to stop after SIGTERM before its group is killed
+
+# diskimage-builder's break_cmd for keep_work: one simple command (DIB runs it as the words
+# of a trap), copying the image tree once, as root, without crossing into /proc, /sys, /dev.
+KEEP_IMAGE_ROOT = (
+    "sh -c '"
+    'kept="$TMP_DIR/failed-image-root"; '
+    '[ -n "$TMP_MOUNT_PATH" ] && [ -d "$TMP_MOUNT_PATH" ] && [ ! -e "$kept" ] || exit 0; '
+    'if [ "$(id -u)" = 0 ]; then cp -a --one-file-system "$TMP_MOUNT_PATH" "$kept"; '
+    'else sudo -n cp -a --one-file-system "$TMP_MOUNT_PATH" "$kept"; fi; '
+    'echo "bake: image tree kept in $kept"'
+    "'"
+)
+KEEP_WORK_ENV = {"break": "after-error", "break_outside_target": "1", "break_cmd": KEEP_IMAGE_ROOT}
 
 
 @contextlib.contextmanager

@@ -1,18 +1,31 @@
-"""What ``bake`` and ``fab`` print: prefixed lines, one table renderer, sizes.
+"""What ``bake`` and ``fab`` print: prefixed lines, one table renderer, sizes, the output
+formats of ``-f/-c`` and the logging of ``-v/-q/--debug/--log-file`` (the one home of both).
 
 Example::
 
     say("bbq-rest", "built in 95s")                 # [bbq-rest] built in 95s
     print(table(("name", "size"), [("bbq-rest", mib(300 * 2**20))]))
     binary_size(33_000)                             # '32.2KiB'
+    add_format_options(parser, ("name", "size"))    # -f json -c name ...
+    emit_list(args, ("name", "size"), [{"name": "bbq-rest", "size": 3 << 20}],
+              display={"size": mib})
+    configure_logging(verbose=1, log_file="bake.log"); info("bake: bbq-rest: built")
 """
 
 from __future__ import annotations
 
+import argparse
+import csv
+import json
+import logging
 import sys
 import threading
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TextIO
+
+import yaml
+
+from bake.errors import InputError
 
 _print_lock = threading.Lock()
 
@@ -47,3 +60,303 @@ def binary_size(n: float) -> str:
             return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
         n /= 1024
     return str(n)
+
+
+# -- output formats (as the openstack CLI's -f/-c) ------------------------------------------
+
+FORMATS = ("table", "json", "yaml", "value", "csv")
+Display = Callable[[Any], str]
+
+
+def add_format_options(
+    parser: argparse.ArgumentParser, columns: Sequence[str], listing: bool = True
+) -> None:
+    """``-f/--format``, ``-c/--column``, ``--noindent`` and, for a ``listing``,
+    ``--sort-column`` and ``--sort-ascending/--sort-descending``, spelled as the openstack
+    CLI spells them. A bad format or column is argparse's one-line usage error (exit 2)."""
+    group = parser.add_argument_group("output formatters")
+    group.add_argument(
+        "-f",
+        "--format",
+        choices=FORMATS,
+        help="output format (default: table" + ("" if listing else ", or a human summary") + ")",
+    )
+    group.add_argument(
+        "-c",
+        "--column",
+        dest="columns",
+        action="append",
+        default=[],
+        choices=columns,
+        metavar="COLUMN",
+        help=f"show only this column (repeatable): {', '.join(columns)}",
+    )
+    group.add_argument("--noindent", action="store_true", help="json: no indentation")
+    if listing:
+        group.add_argument(
+            "--sort-column",
+            action="append",
+            default=[],
+            choices=columns,
+            metavar="COLUMN",
+            help="sort the rows by this column (repeatable)",
+        )
+        order = group.add_mutually_exclusive_group()
+        order.add_argument(
+            "--sort-ascending",
+            dest="sort_descending",
+            action="store_false",
+            default=False,
+            help="sort in ascending order (the default)",
+        )
+        order.add_argument(
+            "--sort-descending",
+            dest="sort_descending",
+            action="store_true",
+            help="sort in descending order",
+        )
+
+
+def emit_list(
+    args: argparse.Namespace,
+    columns: Sequence[str],
+    rows: Iterable[dict[str, Any]],
+    display: dict[str, Display] | None = None,
+    brief: Sequence[str] | None = None,
+    stream: TextIO | None = None,
+) -> None:
+    """Print ``rows`` (dicts keyed by column) in ``args.format`` (default table).
+
+    Machine formats (json, yaml, csv, value) carry the raw values of every column; the table
+    shows the ``brief`` columns (default: all), each cell through ``display[column]``.
+    ``-c`` picks columns (in ``columns``' order) for any format.
+    """
+    fmt = getattr(args, "format", None) or "table"
+    rows = _sorted(list(rows), getattr(args, "sort_column", None) or [], args)
+    chosen = _chosen(args, columns, brief if fmt == "table" else None)
+    if fmt in ("json", "yaml"):
+        _dump(args, [{c: row.get(c) for c in chosen} for row in rows], fmt, stream)
+        return
+    if fmt == "table":
+        cells = [[_cell(row.get(c), (display or {}).get(c)) for c in chosen] for row in rows]
+        _write(table(chosen, cells), stream)
+    else:
+        _write_text([[row.get(c) for c in chosen] for row in rows], chosen, fmt, stream)
+
+
+def emit_record(
+    args: argparse.Namespace,
+    record: dict[str, Any],
+    display: dict[str, Display] | None = None,
+    stream: TextIO | None = None,
+) -> None:
+    """Print one record in ``args.format`` (default table: a field/value table)."""
+    fmt = getattr(args, "format", None) or "table"
+    chosen = _chosen(args, list(record), None)
+    if fmt in ("json", "yaml"):
+        _dump(args, {c: record[c] for c in chosen}, fmt, stream)
+    elif fmt == "table":
+        cells = [(c, _cell(record[c], (display or {}).get(c))) for c in chosen]
+        _write(table(("field", "value"), cells), stream)
+    else:
+        _write_text([[record[c] for c in chosen]], chosen, fmt, stream)
+
+
+def _chosen(args: argparse.Namespace, columns: Sequence[str], brief: Sequence[str] | None):
+    wanted = getattr(args, "columns", None) or []
+    if wanted:
+        return [c for c in columns if c in wanted]
+    return list(brief or columns)
+
+
+def _sorted(rows: list[dict[str, Any]], keys: Sequence[str], args: argparse.Namespace):
+    if not keys:
+        return rows
+
+    def key(row: dict[str, Any]) -> tuple:
+        values = (row.get(k) for k in keys)
+        return tuple((v is not None, isinstance(v, str), v if v is not None else 0) for v in values)
+
+    return sorted(rows, key=key, reverse=bool(getattr(args, "sort_descending", False)))
+
+
+def _plain(value: Any) -> str:
+    """A cell of a text format: nested values as compact JSON, None as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
+
+
+def _cell(value: Any, display: Display | None) -> str:
+    if display is not None:
+        return display(value)
+    return "-" if value is None else _plain(value)
+
+
+def _dump(args: argparse.Namespace, data: Any, fmt: str, stream: TextIO | None) -> None:
+    if fmt == "json":
+        indent = None if getattr(args, "noindent", False) else 2
+        _write(json.dumps(data, indent=indent, default=str), stream)
+    else:
+        _write(yaml.safe_dump(_yaml_safe(data), sort_keys=False).rstrip("\n"), stream)
+
+
+def _yaml_safe(data: Any) -> Any:
+    """What safe_dump accepts: tuples as lists, anything unusual as text."""
+    return json.loads(json.dumps(data, default=str))
+
+
+def _write_text(rows: list[list[Any]], header: Sequence[str], fmt: str, stream) -> None:
+    out = stream or sys.stdout
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows([[_plain(v) for v in row] for row in rows])
+    else:  # value: the values of each row, space-separated, no header
+        for row in rows:
+            print(" ".join(_plain(v) for v in row), file=out)
+
+
+def _write(text: str, stream: TextIO | None) -> None:
+    print(text, file=stream or sys.stdout)
+
+
+# -- logging (as the openstack CLI's -v/-q/--debug/--log-file) --------------------------------
+
+# bake's own progress lines ("bake: NAME: ...") are INFO records of this logger; the lines of
+# a build log streamed with -v are DEBUG records of BUILD_LOG_LOGGER.
+PROGRESS = logging.getLogger("bake.progress")
+BUILD_LOG_LOGGER = logging.getLogger("bake.buildlog")
+_installed: list[logging.Handler] = []
+_NEVER = logging.CRITICAL + 1
+
+
+class _ConsoleFilter(logging.Filter):
+    """bake's records from ``ours`` up; the client libraries' from ``others`` up."""
+
+    def __init__(self, ours: int, others: int):
+        super().__init__()
+        self.ours, self.others = ours, others
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        mine = record.name == "bake" or record.name.startswith("bake.")
+        return record.levelno >= (self.ours if mine else self.others)
+
+
+class _ConsoleFormatter(logging.Formatter):
+    """Progress and error lines as they are; bake's other warnings as ``bake: ...``; the
+    libraries' records named (``keystoneauth.session: DEBUG: ...``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.exc_info:  # --debug: the traceback of an error
+            message += "\n" + self.formatException(record.exc_info)
+        if record.name in (PROGRESS.name, BUILD_LOG_LOGGER.name):
+            return message
+        if record.name == "bake" or record.name.startswith("bake."):
+            return f"bake: {message}"
+        return f"{record.name}: {record.levelname}: {message}"
+
+
+def configure_logging(verbose: int = 0, quiet: bool = False, debug: bool = False, log_file=None):
+    """Where log records go, by the openstack CLI's options.
+
+    Console (stderr): ``quiet`` (-q) errors and warnings only; default also bake's progress
+    lines; ``verbose`` 1 (-v) also the build log as it is written and the libraries'
+    warnings; 2 (-vv) their info; ``debug`` (or -vvv) everything, keystoneauth's HTTP log
+    included (it masks tokens and passwords). ``log_file``: every record, with times.
+    """
+    root = logging.getLogger()
+    for handler in _installed:
+        root.removeHandler(handler)
+        handler.close()
+    _installed.clear()
+    level = 0 if quiet else 1 + verbose + (3 if debug else 0)
+    ours = {0: logging.WARNING, 1: logging.INFO}.get(level, logging.DEBUG)
+    others = {0: _NEVER, 1: _NEVER, 2: logging.WARNING, 3: logging.INFO}.get(level, logging.DEBUG)
+    console = logging.StreamHandler(sys.stderr)
+    console.addFilter(_ConsoleFilter(ours, others))
+    console.setFormatter(_ConsoleFormatter())
+    _installed.append(console)
+    root.addHandler(console)
+    if log_file:
+        try:
+            file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"--log-file: {log_file}: {exc.strerror or exc}") from None
+        file_handler.setFormatter(
+            logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+        )
+        _installed.append(file_handler)
+        root.addHandler(file_handler)
+    root.setLevel(logging.DEBUG if log_file else min(ours, others))
+    bake_logger = logging.getLogger("bake")
+    bake_logger.setLevel(logging.NOTSET)
+    if not bake_logger.handlers:  # keeps auth.quiet_libraries from adding its own
+        bake_logger.addHandler(logging.NullHandler())
+    return level
+
+
+def info(message: str) -> None:
+    """A progress line on stderr (hidden by -q), and in the --log-file."""
+    PROGRESS.info(message)
+
+
+def error(message: str) -> None:
+    """An ``error: ...`` line on stderr (always), and in the --log-file."""
+    PROGRESS.error(f"error: {message}")
+
+
+class Follower:
+    """Follow a file as it is written (``tail -f``), each new line a DEBUG record of
+    ``logger`` (``bake build -v``: the build log on stderr as diskimage-builder writes it).
+
+    Example::
+
+        follower = Follower(BUILD_LOG_LOGGER)
+        follower.start(log_path)   # when the file is about to be written
+        ...
+        follower.stop()            # reads what is left, then ends
+    """
+
+    POLL = 0.2
+
+    def __init__(self, logger: logging.Logger):
+        self.logger = logger
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, path) -> None:
+        self._thread = threading.Thread(target=self._run, args=(path,), daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self, path) -> None:
+        while True:  # the file may not exist yet when asked to follow it
+            try:
+                handle = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
+                break
+            except FileNotFoundError:
+                if self._done.wait(self.POLL):
+                    return
+        with handle:
+            partial = ""
+            while True:
+                done = self._done.is_set()  # read once more after being told to stop
+                chunk = handle.read()
+                lines = (partial + chunk).split("\n")
+                partial = lines.pop()
+                for line in lines:
+                    self.logger.debug(line)
+                if done:
+                    if partial:
+                        self.logger.debug(partial)
+                    return
+                if not chunk:
+                    self._done.wait(self.POLL)

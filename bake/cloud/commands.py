@@ -9,7 +9,7 @@ functions.
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import math
 import os
 import signal
@@ -22,7 +22,7 @@ from bake.cloud import auth
 from bake.cloud import glance as g
 from bake.cloud import prune as pr
 from bake.cloud import publish as pub
-from bake.errors import EXIT_FAILED, InputError, OperationFailed
+from bake.errors import EXIT_FAILED, InputError, Interrupted, OperationFailed
 
 
 def add_cloud_options(p: argparse.ArgumentParser) -> None:
@@ -163,9 +163,11 @@ def _retry(args: argparse.Namespace) -> g.RetryPolicy:
     return g.RetryPolicy(seconds=30.0 if retry is None else retry)
 
 
-def run_publish(args: argparse.Namespace, artifact: Artifact) -> int:
-    """Publish one artifact; print what happened on one line (and one per image hidden)."""
+def _publish(args: argparse.Namespace, artifact: Artifact) -> pub.PublishResult:
+    """Publish one artifact; errors as BakeError (an interrupt: Interrupted, 128 + n)."""
     options = _publish_options(args)
+    if getattr(args, "quiet", False) and options.progress is None:
+        options = dataclasses.replace(options, progress=False)
     cloud = connect(args)
     caught: list[int] = []
 
@@ -178,8 +180,8 @@ def run_publish(args: argparse.Namespace, artifact: Artifact) -> int:
         result = pub.publish(artifact, cloud, retry=_retry(args), options=options)
     except pub.Interrupted as exc:
         signum = caught[0] if caught else signal.SIGINT
-        print(f"error: {artifact.name}: {exc} ({signal.Signals(signum).name})", file=sys.stderr)
-        return 128 + signum
+        name = signal.Signals(signum).name
+        raise Interrupted(f"{artifact.name}: {exc} ({name})", signum) from None
     except (pub.PublishError, g.GlanceError) as exc:
         raise OperationFailed(f"{artifact.name}: {exc}") from None
     except auth.AuthError as exc:
@@ -187,7 +189,41 @@ def run_publish(args: argparse.Namespace, artifact: Artifact) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     for leftover in result.removed_leftovers:
-        print(f"bake: {artifact.name}: removed leftover image {leftover}", file=sys.stderr)
+        ui.info(f"bake: {artifact.name}: removed leftover image {leftover}")
+    return result
+
+
+PUBLISH_FIELDS = ("name", "fingerprint", "image_id", "image_name", "uploaded", "bytes_sent")
+PUBLISH_FIELDS += ("seconds", "sha512", "md5", "verified", "hidden", "removed_leftovers")
+
+
+def publish_record(args: argparse.Namespace, artifact: Artifact) -> dict[str, Any]:
+    """Publish one artifact; what ``bake publish -f json`` prints."""
+    result = _publish(args, artifact)
+    return {
+        "name": artifact.name,
+        "fingerprint": artifact.fingerprint,
+        "image_id": result.image_id,
+        "image_name": result.name,
+        "uploaded": result.uploaded,
+        "bytes_sent": result.bytes_sent,
+        "seconds": round(result.seconds, 2),
+        "sha512": result.sha512,
+        "md5": result.md5,
+        # the hashes Glance computed, compared with the artifact's (on upload)
+        "verified": ["sha512", "md5"] if result.uploaded else [],
+        "hidden": list(result.hidden),
+        "removed_leftovers": list(result.removed_leftovers),
+    }
+
+
+def run_publish(args: argparse.Namespace, artifact: Artifact) -> int:
+    """Publish one artifact; print what happened on one line (and one per image hidden), or
+    the record in the -f format."""
+    if getattr(args, "format", None) is not None:
+        ui.emit_record(args, publish_record(args, artifact))
+        return 0
+    result = _publish(args, artifact)
     for hidden in result.hidden:
         print(f"bake: {artifact.name}: hid older image {hidden} (os_hidden)")
     if not result.uploaded:
@@ -213,32 +249,26 @@ def run_images(args: argparse.Namespace) -> int:
         rows = pr.list_images(glance, spec=args.spec, hidden=args.hidden)
     except g.GlanceError as exc:
         raise OperationFailed(str(exc)) from None
-    if args.json:
-        print(json.dumps([{**vars(r), "age": r.age()} for r in rows], indent=2))
-        return 0
-    if not rows:
+    if not rows and args.format is None:
         print("no published images" + (f" of spec {args.spec}" if args.spec else ""))
         return 0
-    print(ui.table(IMAGES_HEADER, [_image_cells(r) for r in rows]))
+    records = [{**vars(r), "age": r.age(), "flags": _flags(r)} for r in rows]
+    ui.emit_list(args, IMAGES_COLUMNS, records, IMAGES_DISPLAY, brief=IMAGES_BRIEF)
     return 0
 
 
-IMAGES_HEADER = ("spec", "version", "fingerprint", "size", "status", "age", "id", "name", "flags")
+IMAGES_COLUMNS = ("id", "name", "spec", "version", "fingerprint", "size", "status", "created_at")
+IMAGES_COLUMNS += ("protected", "hidden", "latest", "visibility", "tags", "age", "flags")
+IMAGES_BRIEF = ("spec", "version", "fingerprint", "size", "status", "age", "id", "name", "flags")
+IMAGES_DISPLAY = {
+    "fingerprint": lambda v: v[:12],
+    "size": ui.mib,
+    "flags": lambda v: ",".join(v) or "-",
+}
 
 
-def _image_cells(row: pr.ImageRow) -> tuple[str, ...]:
-    flags = [f for f, on in (("latest", row.latest), ("hidden", row.hidden)) if on]
-    return (
-        row.spec,
-        row.version,
-        row.fingerprint[:12],
-        ui.mib(row.size),
-        row.status,
-        row.age(),
-        row.id,
-        row.name,
-        ",".join(flags) or "-",
-    )
+def _flags(row: pr.ImageRow) -> list[str]:
+    return [f for f, on in (("latest", row.latest), ("hidden", row.hidden)) if on]
 
 
 def run_prune(args: argparse.Namespace) -> int:
@@ -257,22 +287,55 @@ def run_prune(args: argparse.Namespace) -> int:
     try:
         specs = [args.spec] if args.spec else sorted({r.spec for r in pr.list_images(glance)})
         plans = [(spec, _plan(glance, spec, args)) for spec in specs]
+        human = args.format is None
         if ask:
-            for spec, result in plans:
-                _report_prune(spec, result, preview=True)
+            for spec, result in plans:  # with -f, the plan to confirm goes to stderr
+                _report_prune(spec, result, preview=True, stream=None if human else sys.stderr)
             if not _confirmed(plans):
                 print("bake: prune: not confirmed; nothing pruned", file=sys.stderr)
                 return EXIT_FAILED
         for spec, result in plans:
             if not args.dry_run and result.pruned:
                 pr.apply(glance, result)
+            if not human:
+                continue
             if ask:
                 _report_done(spec, result)
             else:
                 _report_prune(spec, result)
     except g.GlanceError as exc:
         raise OperationFailed(str(exc)) from None
+    if not human:
+        rows = [row for spec, result in plans for row in _prune_rows(spec, result)]
+        ui.emit_list(args, PRUNE_COLUMNS, rows)
     return 0
+
+
+# -f/-c of bake prune: one row per image looked at; result: deleted, deactivated, would
+# delete, would deactivate, kept or skipped.
+PRUNE_COLUMNS = ("spec", "id", "name", "version", "age", "result", "reason")
+
+
+def _prune_rows(spec: str, result: pr.PruneResult) -> list[dict[str, Any]]:
+    def row(image: pr.ImageRow, outcome: str, reason: str) -> dict[str, Any]:
+        return {
+            "spec": spec,
+            "id": image.id,
+            "name": image.name,
+            "version": image.version,
+            "age": image.age(),
+            "result": outcome,
+            "reason": reason,
+        }
+
+    done = f"would {result.action}" if result.dry_run else f"{result.action}d"
+    why = "" if result.nova_checked else "by age alone: no compute service to ask"
+    rows = [row(image, done, why) for image in result.pruned]
+    for image in result.kept:
+        servers = result.in_use.get(image.id)
+        rows.append(row(image, "kept", f"in use by {', '.join(servers)}" if servers else "newest"))
+    rows += [row(image, "skipped", reason) for image, reason in result.skipped]
+    return rows
 
 
 def _plan(glance: g.Glance, spec: str, args: argparse.Namespace) -> pr.PruneResult:
@@ -297,7 +360,7 @@ def _confirmed(plans: list[tuple[str, pr.PruneResult]]) -> bool:
     return answer in ("y", "yes")
 
 
-def _report_prune(spec: str, result: pr.PruneResult, preview: bool = False) -> None:
+def _report_prune(spec: str, result: pr.PruneResult, preview: bool = False, stream=None) -> None:
     """The plan (``preview``: what would be done, before asking) or what was done."""
     would = result.dry_run or preview
     verb = f"would {result.action}" if would else f"{result.action}d"
@@ -309,13 +372,13 @@ def _report_prune(spec: str, result: pr.PruneResult, preview: bool = False) -> N
             file=sys.stderr,
         )
     for row in result.pruned:
-        print(f"{spec}: {verb} {row.id} ({row.name}, {row.version}, {row.age()} old)")
+        print(f"{spec}: {verb} {row.id} ({row.name}, {row.version}, {row.age()} old)", file=stream)
     for row in result.kept:
         servers = result.in_use.get(row.id)
         why = f"in use by {', '.join(servers)}" if servers else "newest"
-        print(f"{spec}: kept {row.id} ({row.name}, {row.version}): {why}")
+        print(f"{spec}: kept {row.id} ({row.name}, {row.version}): {why}", file=stream)
     for row, reason in result.skipped:
-        print(f"{spec}: skipped {row.id} ({row.name}): {reason}")
+        print(f"{spec}: skipped {row.id} ({row.name}): {reason}", file=stream)
 
 
 def _report_done(spec: str, result: pr.PruneResult) -> None:

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from bake import ui
 from bake.errors import InputError
 from bake.matrix.model import MATRIX_FILE, RowStatus, expand, load_matrix, select
 from bake.matrix.report import SUMMARY_FILE, summary, table
@@ -42,6 +43,18 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--summary", metavar="FILE", help=f"JSON summary (default: STORE/{SUMMARY_FILE})"
     )
+    ui.add_format_options(parser, COLUMNS)
+
+
+# The columns of -f/-c: each row's result (Result.to_dict); the table shows the BRIEF ones.
+COLUMNS = ("row", "spec", "distro", "release", "spark", "status", "fingerprint", "seconds")
+COLUMNS += ("size", "reason", "started", "artifact", "log", "apt_fetched_bytes", "cache_new_bytes")
+BRIEF = ("row", "fingerprint", "status", "seconds", "size", "reason")
+DISPLAY = {
+    "fingerprint": lambda v: v[:12] or "-",
+    "seconds": lambda v: f"{v:.0f}s" if v else "-",
+    "size": lambda v: ui.mib(v) if v else "-",
+}
 
 
 def command(args) -> int:
@@ -75,8 +88,12 @@ def command(args) -> int:
     summary_path = Path(args.summary or Path(args.output) / SUMMARY_FILE)
     summary_path.parent.mkdir(parents=True, exist_ok=True)
     summary_path.write_text(json.dumps(data, indent=2) + "\n")
-    print(table(results))
-    print(f"summary: {summary_path}")
+    if args.format is None:
+        print(table(results))
+        print(f"summary: {summary_path}")
+    else:
+        ui.emit_list(args, COLUMNS, data["rows"], DISPLAY, brief=BRIEF)
+        ui.info(f"bake: matrix: summary: {summary_path}")
     if WORKERS.signum is not None:
         name = signal.Signals(WORKERS.signum).name
         print(f"bake: matrix: interrupted by {name}; unfinished rows kept nothing", file=sys.stderr)
