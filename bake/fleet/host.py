@@ -64,6 +64,8 @@ class Switched:
     why: str
     again: str
     removed: tuple[str, ...]
+    # Seconds of each step on the host (switch.sh's BBQ-PHASES line): lock, restart, ...
+    phases: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,10 +93,11 @@ def install(
     steps = NOTHING if reuse else plan(build, state, mode)
     say(label, f"{state.current} -> {build.release}: sending {len(steps.send)} wheel(s)")
     if steps.send:
-        sftp = c.sftp()
-        for wheel in steps.send:
-            sftp.put(str(build.house.path / wheel), posixpath.join(layout.stage, wheel))
-            result.bytes_sent += build.sizes[wheel]
+        with result.phase("send"):
+            sftp = c.sftp()
+            for wheel in steps.send:
+                sftp.put(str(build.house.path / wheel), posixpath.join(layout.stage, wheel))
+                result.bytes_sent += build.sizes[wheel]
     if reuse:
         say(label, f"{build.release} is already installed: reusing it")
     else:
@@ -115,8 +118,13 @@ def install(
         "yes" if steps.dependencies_changed else "no",
         *state.units,
     ]
-    out = scripts.run(c, "install.sh", args, "offline install and pre-switch check", layout)
-    installed = out.strip().splitlines()[-1] if out.strip() else ""
+    with result.phase("install"):
+        out = scripts.run(c, "install.sh", args, "offline install and pre-switch check", layout)
+    lines = out.strip().splitlines()
+    for line in lines:
+        if line.startswith("BBQ-PHASES\t"):
+            result.phases.update(parse_phases(line.split("\t", 1)[1]))
+    installed = lines[-1] if lines else ""
     if installed != build.house.version:
         raise DeployError(f"{layout.app} {installed!r} installed, {build.house.version} expected")
 
@@ -138,18 +146,32 @@ def switch_command(
 
 def parse_switched(out: str, to: str, label: str) -> Switched:
     """The Switched of switch.sh's output; its other lines are printed, prefixed."""
-    result = None
+    result, phases = None, {}
     for line in out.splitlines():
         if line.startswith("BBQ-RESULT\t"):
             result = line.split("\t")[1:]
+        elif line.startswith("BBQ-PHASES\t"):
+            phases = parse_phases(line.split("\t", 1)[1])
         elif line.strip():
             say(label, line)
     if result is None:
         raise DeployError(f"switching to {to}: no result from the host")
     outcome, why, extra = (result + ["", ""])[:3]
     if outcome == "healthy":
-        return Switched(outcome, "", "", tuple(extra.split()))
-    return Switched(outcome, why, extra, ())
+        return Switched(outcome, "", "", tuple(extra.split()), phases)
+    return Switched(outcome, why, extra, (), phases)
+
+
+def parse_phases(text: str) -> dict[str, float]:
+    """``{name: seconds}`` of a host script's ``NAME=SECONDS ...`` (malformed pairs skipped)."""
+    phases: dict[str, float] = {}
+    for pair in text.split():
+        name, _, seconds = pair.partition("=")
+        try:
+            phases[name] = round(phases.get(name, 0.0) + float(seconds), 3)
+        except ValueError:
+            continue
+    return phases
 
 
 def switch(
@@ -224,7 +246,11 @@ def deploy_host(
 
     def work(result: HostResult) -> None:
         result.to_release = release
+        with result.phase("connect"):
+            c.open()
+        started = time.monotonic()
         with locked_state(c, release, layout) as state:
+            result.phases["state"] = round(time.monotonic() - started, 3)
             result.from_release = state.current or ""
             check_deployable(state, layout)
             back = state.last_healthy() or ""
@@ -243,7 +269,9 @@ def deploy_host(
                         f"before the switch, still on {state.current}: {reason(exc)}"
                     ) from None
             change = Switch(release, back, back, pruned(state.releases, release, keep, back))
-            switched = switch(c, state, change, health_timeout, label, layout)
+            with result.phase("switch"):
+                switched = switch(c, state, change, health_timeout, label, layout)
+            result.phases.update(switched.phases)
             result.restarted = True
             _report_deploy(result, switched, back, label)
 

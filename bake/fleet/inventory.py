@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from bake.cloud.nova import ROLE_KEY, STACK_KEY
 from bake.errors import EXIT_BAD_INPUT
 from bake.fleet import DeployError
 from bake.fleet.ssh import SshOptions
@@ -99,7 +98,8 @@ def from_nova(
     network.
     """
     _need_selector(stack, role, image)
-    from bake.cloud.nova import Nova, NovaError
+    # The cloud libraries load only for Nova (fab -H runs never import them).
+    from bake.cloud.nova import ROLE_KEY, STACK_KEY, Nova, NovaError
 
     wanted = {k: v for k, v in ((STACK_KEY, stack), (ROLE_KEY, role)) if v}
     try:

@@ -8,10 +8,11 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from bake import ui
 from bake.fleet import DeployError
@@ -54,6 +55,19 @@ class HostResult:
     restarted: bool = False
     message: str = ""
     plan: dict | None = None  # --check: what the task would do on the host (JSON-ready)
+    # Seconds spent in each phase (connect, state, send, install, switch, and the switch's
+    # own: restart, health, settle, prune), in the order they ran.
+    phases: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time the block as phase ``name`` (added up when it runs more than once)."""
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            spent = self.phases.get(name, 0.0) + time.monotonic() - start
+            self.phases[name] = round(spent, 3)
 
 
 def reason(exc: Exception) -> str:

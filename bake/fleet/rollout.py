@@ -89,7 +89,8 @@ def table(results: Sequence[HostResult]) -> str:
 
 def as_json(results: Sequence[HostResult]) -> str:
     """The results as one JSON document: a list with an object per host (``from``/``to``:
-    releases, empty when none; ``plan``: what ``--check`` found, only then)."""
+    releases, empty when none; ``plan``: what ``--check`` found, only then; ``phases``:
+    seconds per phase of the task on the host, when it timed them)."""
     rows = []
     for r in results:
         row = {
@@ -104,5 +105,7 @@ def as_json(results: Sequence[HostResult]) -> str:
         }
         if r.plan is not None:
             row["plan"] = r.plan
+        if r.phases:
+            row["phases"] = r.phases
         rows.append(row)
     return json.dumps(rows, indent=2)

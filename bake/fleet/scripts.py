@@ -6,6 +6,7 @@ script         what
 =============  ==================================================================
 state.py       the host's release state as one JSON line (stdlib Python)
 locked.sh      holds the deploy lock while stdin is open; runs state.py under it
+timing.sh      bash functions: usec, lap, phases (each step's seconds; sent ahead)
 health.sh      bash functions: why_unhealthy, wait_healthy (sent ahead of others)
 status.sh      why the units or the health URL are unhealthy
 install.sh     builds and checks a release offline (clone, fresh, reuse)
@@ -33,7 +34,11 @@ from bake.fleet import ssh
 from bake.fleet.layout import DEFAULT, HostLayout
 
 # Scripts whose bash functions go ahead of a script (health.sh defines what these call).
-NEEDS = {"status.sh": ("health.sh",), "switch.sh": ("health.sh",)}
+NEEDS = {
+    "status.sh": ("timing.sh", "health.sh"),
+    "switch.sh": ("timing.sh", "health.sh"),
+    "install.sh": ("timing.sh",),
+}
 # A here-document's end marker: no script has a line that is just this.
 END = "BBQ_SCRIPT"
 

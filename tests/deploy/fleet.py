@@ -37,15 +37,16 @@ __all__ = ["FAB", "REPO", "UNHEALTHY_FLAG", "Fleet", "app_variant"]
 UNHEALTHY_FLAG = "/etc/bbq/unhealthy"
 
 
-def app_variant(target: Path, version: str, marker: str) -> Path:
-    """A copy of the project's app/ at ``version`` (its setup.cfg), its source one line apart
-    from app/'s: ``marker`` in a comment (a distinct release even at the same version).
+def app_variant(target: Path, version: str, marker: str, source: Path = APP) -> Path:
+    """A copy of the project's app/ (or ``source``) at ``version`` (its setup.cfg), its source
+    one line apart from app/'s: ``marker`` in a comment (a distinct release even at the same
+    version).
 
     Its /healthz names the version it runs (app/bbq/rest.py); see Fleet.markers.
     """
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(
-        APP,
+        source,
         target,
         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist"),
     )

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from bake.fleet import scripts
+from bake.fleet.host import parse_phases
 from bake.fleet.hoststate import LOCKED_EXIT, locked_command, parse_state, state_args
 from bake.fleet.layout import HostLayout
 
@@ -215,6 +216,41 @@ def test_switch_healthy_prunes(host, health):
     assert not Path(host.switching).exists()  # confirmed healthy: no marker left
 
 
+def phases_of(out: str) -> dict[str, float]:
+    lines = [line for line in out.splitlines() if line.startswith("BBQ-PHASES\t")]
+    assert len(lines) == 1, out
+    return parse_phases(lines[0].split("\t", 1)[1])
+
+
+def test_switch_reports_its_phases(host, health):
+    code, out, result = switch(host, "r1", "r2", "r2", health.url, prune="half")
+    assert code == 0 and result[0] == "healthy", out
+    phases = phases_of(out)
+    assert list(phases) == ["switch-lock", "restart", "health", "prune"], out
+    assert phases["health"] >= 0.2  # the settle time, at least
+    assert all(0 <= seconds < 30 for seconds in phases.values()), phases
+
+
+def test_settle_counts_from_the_restart_not_from_the_first_good_answer(host, health):
+    """Health answers only after 2 s; with a 2 s settle the switch waits ~2 s, not ~4 s (the
+    processes were up 2 s when the answer came: no second wait)."""
+    health.status = 503
+    timer = threading.Timer(2.0, lambda: setattr(health, "status", 200))
+    timer.start()
+    try:
+        code, out, result = switch(host, "r1", "r2", "r2", health.url, timeout="20", settle="2")
+    finally:
+        timer.cancel()
+    assert code == 0 and result[0] == "healthy", out
+    assert 1.9 <= phases_of(out)["health"] < 3.5, out
+
+
+def test_settle_waits_when_the_first_good_answer_comes_early(host, health):
+    code, out, result = switch(host, "r1", "r2", "r2", health.url, settle="1.5")
+    assert code == 0 and result[0] == "healthy", out
+    assert phases_of(out)["health"] >= 1.5, out
+
+
 def test_switch_unhealthy_goes_back_and_removes_the_release(host, health):
     health.status = 500
     code, out, result = switch(host, "r1", "r2", "r2", health.url, timeout="1")
@@ -254,7 +290,15 @@ def test_status_reports_why_unhealthy(health):
 
 
 def test_scripts_are_package_data_and_end_their_here_document():
-    for name in ("state.py", "locked.sh", "health.sh", "status.sh", "install.sh", "switch.sh"):
+    for name in (
+        "state.py",
+        "locked.sh",
+        "timing.sh",
+        "health.sh",
+        "status.sh",
+        "install.sh",
+        "switch.sh",
+    ):
         assert scripts.text(name).endswith("\n")
     line = scripts.command("switch.sh", ["a b", ""])
     assert line.startswith("BBQ_ROOT=/opt/bbq ") and " bash -s -- 'a b' '' <<'BBQ_SCRIPT'\n" in line

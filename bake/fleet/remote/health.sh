@@ -1,6 +1,6 @@
 #!/bin/bash
 # Health of a host's units and of its health URL: bash functions, sent ahead of the scripts
-# that call them (status.sh, switch.sh; see bake.fleet.scripts.NEEDS).
+# that call them (status.sh, switch.sh; see bake.fleet.scripts.NEEDS), after timing.sh's.
 
 # why_unhealthy URL UNIT...: why the units or the URL are not healthy; nothing when healthy.
 why_unhealthy() {
@@ -31,22 +31,30 @@ main_pids() {
     fi
 }
 
-# wait_healthy TIMEOUT SETTLE URL UNIT...: polls until healthy (0 when so, and the same unit
-# processes still up SETTLE seconds later), or prints why not once TIMEOUT seconds passed.
+# wait_healthy TIMEOUT SETTLE URL UNIT...: polls until healthy (0 when so), or prints why not
+# once TIMEOUT seconds passed. Healthy: the units active, the URL answering 2xx, and the
+# units' processes the same ones for SETTLE seconds at least, counted from the call (made
+# right after the restart) or from systemd's restart of one since: a unit that crashes right
+# after starting is not healthy, and a unit slower than SETTLE to answer is not kept waiting.
 wait_healthy() {
-    local timeout=$1 settle=$2 url=$3 why before end
+    local timeout=$1 settle=$2 url=$3 why pids now since left end
     shift 3
     end=$(($(date +%s) + ${timeout%.*}))
+    pids=$(main_pids "$@") since=$(usec "$EPOCHREALTIME")
     while :; do
         why=$(why_unhealthy "$url" "$@")
         if [ -z "$why" ]; then
-            before=$(main_pids "$@")
-            sleep "$settle"
+            left=$((since + $(usec "$settle") - $(usec "$EPOCHREALTIME")))
+            if [ "$left" -gt 0 ]; then
+                sleep "$(seconds "$left")"
+            fi
             why=$(why_unhealthy "" "$@")
-            if [ -z "$why" ] && [ "$(main_pids "$@")" = "$before" ]; then
+            now=$(main_pids "$@")
+            if [ -z "$why" ] && [ "$now" = "$pids" ]; then
                 return 0
             fi
             why=${why:-"unit restarted right after starting"}
+            pids=$now since=$(usec "$EPOCHREALTIME")
         fi
         if [ "$(date +%s)" -ge "$end" ]; then
             echo "$why"

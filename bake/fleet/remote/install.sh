@@ -1,7 +1,7 @@
 #!/bin/bash
 # Build releases/RELEASE from the staging directory (clone, fresh, or reuse a complete one),
-# check it, and make it complete; on any failure remove what it made. Prints the app's
-# installed version last.
+# check it, and make it complete; on any failure remove what it made. Prints its steps' times
+# (timing.sh's BBQ-PHASES line: clone, pip, check, finish) and the app's installed version last.
 #   install.sh RELEASE BASE MODE STAGE MANIFEST REQUIREMENT VERSION LINK SEND INSTALL REMOVE
 #              DEPS_CHANGED UNIT...
 # LINK, SEND, INSTALL (wheel file names) and REMOVE (distribution names) are space-separated.
@@ -41,6 +41,7 @@ clone)
     done
     sed -i "s|$releases/$base\b|$releases/$release|g" "$target/pyvenv.cfg"
     before=$(requires "$target")
+    lap clone
     wheels=()
     for wheel in $install; do
         wheels+=("$stage/$wheel")
@@ -61,10 +62,12 @@ clone)
 fresh)
     rm -rf "$target"
     python3 -m venv "$target"
+    lap venv
     "$target/bin/python" "${pip[@]}" install "${offline[@]}" --find-links "$stage" \
         "$requirement==$version"
     ;;
 esac
+lap pip
 if [ "$check" = yes ]; then
     "$target/bin/python" -m pip check --disable-pip-version-check >&2
 fi
@@ -78,6 +81,7 @@ done
 installed=$("$target/bin/python" -c \
     'import importlib, importlib.metadata as m, sys; importlib.import_module(sys.argv[1]); print(m.version(sys.argv[1]))' \
     "$app")
+lap check
 # WHEELS (sha256sum lines): what the release is built from.
 echo "$manifest" > "$target/WHEELS"
 echo "$release" > "$target/RELEASE.new"
@@ -94,4 +98,6 @@ if [ -n "$send" ]; then
 fi
 mv "$target/RELEASE.new" "$target/RELEASE"
 finished=yes
+lap finish
+phases
 echo "$installed"
