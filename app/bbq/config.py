@@ -319,7 +319,14 @@ OPTIONS: dict[str, list[cfg.Opt]] = {
             min=1,
             max=100000,
             help="Batch summaries bbq-rest keeps for the chart (also bounded to 32 MiB of "
-            "JSON: the oldest go first).",
+            "JSON: the oldest go first), in memory and in MongoDB (history-collection).",
+        ),
+        cfg.StrOpt(
+            "history-collection",
+            default="rest_history",
+            help="Collection of the [mongodb] database holding the recent batch summaries, so "
+            "a restarted bbq-rest keeps its history (bounded as [rest] history); empty: in "
+            "memory only.",
         ),
         cfg.IntOpt("threads", default=8, min=1, max=256, help="bbq-rest's request worker threads."),
         cfg.IntOpt(
