@@ -10,11 +10,12 @@ app change (wheelhouses built before timing, as a CI job would have them):
   2. ``ansible-playbook bench/ansible/deploy.yml`` (ansible-core from PyPI, in the bench-only
      venv .venvs/ansible made from bench/ansible/requirements.txt) doing the same release
      switch the idiomatic way to all hosts, forks = hosts, pipelining and SSH ControlPersist
-     on: ratio Ansible / fab on all hosts, goal >= 3x; Ansible on 1 host is timed too;
+     on: ratio Ansible / fab on all hosts, goal >= 3x (``--ansible-one``: Ansible on 1 host
+     too, for its own scaling);
   3. ansible-lint (production profile) on the playbook: its verdict is printed.
 
 One untimed deploy of each kind to all hosts warms up (the first change on an instance copies
-the image's venv up into its overlay); then --rounds rounds of the four deploys, the order
+the image's venv up into its overlay); then --rounds rounds of those deploys, the order
 reversed every other round; medians and every round's ratios are printed. Every deploy is
 checked afterwards (each host's current release is the one deployed). All hosts accept one
 SSH key (one deploy key for a fleet, as in production): both tools are given that key alone.
@@ -22,7 +23,7 @@ SSH key (one deploy key for a fleet, as in production): both tools are given tha
 (the deployer's CPU: SSH, hashing, the rollout) and prints its top functions.
 
 Usage: .venv/bin/python bench/bench_fleet_ansible.py [--rootfs DIR] [--hosts 8] [--rounds 3]
-       [--profile] [--no-ansible] [--app DIR]
+       [--profile] [--no-ansible] [--ansible-one] [--app DIR]
 (without --rootfs the bbq-rest image is built with ``bake build`` first).
 """
 
@@ -305,6 +306,7 @@ def summary(results: dict, hosts: int, rounds: int) -> None:
             ratios("ansible-all", "fab-all"),
             "goal >= 3x",
         )
+    if "ansible-1" in results:
         line(f"ansible-playbook {hosts} hosts / 1 host", ratios("ansible-all", "ansible-1"), "")
     for kind in ("fab-1", "fab-all"):
         print(f"{kind} phases, median seconds per host: {median_phases(results[kind + '-phases'])}")
@@ -318,6 +320,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--no-ansible", action="store_true", help="fab deploy only")
     parser.add_argument("--profile", action="store_true", help="one profiled deploy at the end")
+    parser.add_argument(
+        "--ansible-one", action="store_true", help="time Ansible on 1 host too (its own scaling)"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     try:
@@ -326,7 +331,9 @@ def main() -> None:
             bin_dir = ansible_venv()
             print(f"ansible-lint --profile production {PLAYBOOK.name}: {lint(bin_dir)}")
         rootfs = args.rootfs or rest_rootfs(work, work / "store")
-        kinds = [k for k in ROUNDS_ORDER if not (args.no_ansible and k.startswith("ansible"))]
+        kinds = ["fab-1", "fab-all"]
+        kinds += [] if args.no_ansible else ["ansible-all"]
+        kinds += ["ansible-1"] if args.ansible_one and not args.no_ansible else []
         names = [f"{k}-{r}" for r in range(args.rounds) for k in kinds]
         names += ["warm-fab", "warm-ansible", "profile"]
         start = time.perf_counter()

@@ -12,10 +12,11 @@ A deploy of one host, in three host scripts (``remote/``):
    unit's program present); any failure leaves the host untouched on its old release;
 4. switch ``current`` atomically (a new symlink renamed over the old), restart the units and
    wait until healthy (systemd state and the HTTP health endpoint, polled; the same processes
-   still up ``HEALTH_SETTLE`` seconds later); unhealthy → switch back, restart, remove the bad
-   release (``rolled-back``); healthy → keep the last ``keep`` releases. The host runs this
-   step to its end even if the connection drops; the switching marker names a switch not
-   confirmed yet (``status`` reports it, and the next deploy completes it or rolls back).
+   up ``HEALTH_SETTLE`` seconds at least since the restart); unhealthy → switch back,
+   restart, remove the bad release (``rolled-back``); healthy → keep the last ``keep``
+   releases. The host runs this step to its end even if the connection drops; the switching
+   marker names a switch not confirmed yet (``status`` reports it, and the next deploy
+   completes it or rolls back).
 
 Output lines are prefixed ``[host]``. A user other than root needs passwordless sudo.
 
@@ -50,8 +51,9 @@ from bake.fleet.shipment import NOTHING, Build, plan
 
 DEFAULT_KEEP = 3
 HEALTH_TIMEOUT = 60.0
-# Healthy means the same unit processes are still up this long after the first good answer:
-# a unit that crashes right after starting (and is restarted by systemd) is not healthy.
+# Healthy means the same unit processes up this long at least since the restart (and a good
+# answer): a unit that crashes right after starting (and is restarted by systemd) is not
+# healthy. One slower to answer than this is healthy at its first good answer.
 HEALTH_SETTLE = 2.0
 
 

@@ -10,6 +10,7 @@ timing.sh      bash functions: usec, lap, phases (each step's seconds; sent ahea
 health.sh      bash functions: why_unhealthy, wait_healthy (sent ahead of others)
 status.sh      why the units or the health URL are unhealthy
 install.sh     builds and checks a release offline (clone, fresh, reuse)
+wheels.py      reinstalls pure-Python wheels into a clone without pip (for install.sh)
 switch.sh      switches current, restarts, waits for health; prunes or goes back
 =============  ==================================================================
 
@@ -37,8 +38,10 @@ from bake.fleet.layout import DEFAULT, HostLayout
 NEEDS = {
     "status.sh": ("timing.sh", "health.sh"),
     "switch.sh": ("timing.sh", "health.sh"),
-    "install.sh": ("timing.sh",),
+    "install.sh": ("timing.sh", "wheels.py"),
 }
+# The end marker of a Python helper's here-document inside a bash script.
+PY_END = "BBQ_PY"
 # A here-document's end marker: no script has a line that is just this.
 END = "BBQ_SCRIPT"
 
@@ -50,8 +53,18 @@ def text(name: str) -> str:
 
 
 def source(name: str) -> str:
-    """What runs on the host for ``name``: the scripts it needs first, then its own text."""
-    return "".join(text(part) for part in (*NEEDS.get(name, ()), name))
+    """What runs on the host for ``name``: the scripts it needs first (a Python one as a bash
+    function printing its text: ``wheels.py`` as ``wheels_py``), then its own text."""
+    return "".join(_needed(part) for part in NEEDS.get(name, ())) + text(name)
+
+
+def _needed(name: str) -> str:
+    if not name.endswith(".py"):
+        return text(name)
+    body = text(name)
+    if f"\n{PY_END}\n" in f"\n{body}":
+        raise ValueError(f"remote/{name} has a line {PY_END}: it would end its here-document")
+    return f"{name[:-3]}_py() {{\n    cat <<'{PY_END}'\n{body}{PY_END}\n}}\n"
 
 
 def assignments(layout: HostLayout = DEFAULT, env: Mapping[str, str] | None = None) -> str:

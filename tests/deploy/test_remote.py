@@ -14,6 +14,7 @@ import getpass
 import hashlib
 import json
 import os
+import shlex
 import subprocess
 import threading
 import time
@@ -305,12 +306,14 @@ def test_scripts_are_package_data_and_end_their_here_document():
     assert line.endswith("\nBBQ_SCRIPT") and "why_unhealthy() {" in line
 
 
-def wheel(directory: Path, version: str, requires: str = "") -> str:
-    """A small real wheel of the app (``bbq``) at ``version``; its file name."""
+def wheel(directory: Path, version: str, requires: str = "", extra: dict | None = None) -> str:
+    """A small real wheel of the app (``bbq``) at ``version`` (``extra``: more files in it);
+    its file name."""
     name = f"bbq-{version}-py3-none-any.whl"
     info = f"bbq-{version}.dist-info"
     files = {
         "bbq/__init__.py": f"VERSION = {version!r}\n",
+        **{path.format(info=info): text for path, text in (extra or {}).items()},
         f"{info}/METADATA": f"Metadata-Version: 2.1\nName: bbq\nVersion: {version}\n{requires}",
         f"{info}/WHEEL": (
             "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
@@ -379,3 +382,65 @@ def test_a_failed_install_leaves_nothing(host):
     assert "not-in-the-wheelhouse" in run.stderr
     assert not Path(host.release("0.2.0-a")).exists() and not stage.exists()
     assert not Path(host.pool, broken).exists()  # the pool only gains wheels of a good release
+
+
+def files_of(root: Path) -> dict[str, bytes]:
+    """{relative path: bytes} of the files under ``root`` (symlinks as their target; a
+    byte-compiled file as b"pyc": its header holds its source's time of writing)."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_symlink():
+            found[str(path.relative_to(root))] = os.readlink(path).encode()
+        elif path.suffix == ".pyc":
+            found[str(path.relative_to(root))] = b"pyc"
+        elif path.is_file():
+            found[str(path.relative_to(root))] = path.read_bytes()
+    return found
+
+
+@pytest.mark.slow  # a real venv and pip
+def test_wheels_py_installs_a_clone_as_pip_does(tmp_path):
+    """remote/wheels.py (install.sh's pip-less path for pure wheels) in a hard-linked clone:
+    the same files, bytes and scripts as pip's --force-reinstall --no-deps in another clone
+    (RECORD, INSTALLER and pip's direct_url.json aside), and the base release untouched."""
+    extra = {
+        "bbq/rest.py": "def main():\n    return 0\n",
+        "bbq/static/app.js": "// v\n",
+        "{info}/entry_points.txt": "[console_scripts]\nbbq-rest = bbq.rest:main\n",
+    }
+    old, new = wheel(tmp_path, "0.2.0", extra=extra), wheel(tmp_path, "0.3.0", extra=extra)
+    base = tmp_path / "base"
+    assert sh(f"python3 -m venv {base}").returncode == 0
+    pip = "-m pip install -q --no-index --no-deps --disable-pip-version-check"
+    assert sh(f"{base}/bin/python {pip} {tmp_path / old}").returncode == 0
+    before = files_of(base)
+    clones = {}
+    for how in ("pip", "wheels"):
+        clone = tmp_path / how
+        assert (
+            sh(f"cp -al {base} {clone} && sed -i 's|{base}|{clone}|g' {clone}/bin/*").returncode
+            == 0
+        )
+        if how == "pip":
+            command = f"{clone}/bin/python {pip} --force-reinstall {tmp_path / new}"
+        else:
+            site = next(clone.glob("lib/python3*/site-packages"))
+            program = scripts.text("wheels.py")
+            command = (
+                f"{clone}/bin/python -c {shlex.quote(program)} install {site} {clone}/bin "
+                f"{tmp_path / new}"
+            )
+        run = sh(command)
+        assert run.returncode == 0, run.stdout + run.stderr
+        clones[how] = {
+            path: data.replace(str(clone).encode(), b"VENV")
+            for path, data in files_of(clone).items()
+            if not path.endswith(("/RECORD", "/INSTALLER", "/direct_url.json"))
+        }
+    assert clones["wheels"] == clones["pip"]
+    assert "bin/bbq-rest" in clones["wheels"] and "0.3.0" in str(clones["wheels"].keys())
+    assert files_of(base) == before  # no file of the base written through a hard link
+    record = next((tmp_path / "wheels").glob("lib/python3*/site-packages/bbq-0.3.0.dist-info"))
+    listed = {line.split(",")[0] for line in (record / "RECORD").read_text().splitlines()}
+    assert "../../../bin/bbq-rest" in listed and "bbq/rest.py" in listed
+    assert not list((tmp_path / "wheels").glob("lib/python3*/site-packages/bbq-0.2.0.dist-info"))

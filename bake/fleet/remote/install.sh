@@ -46,8 +46,17 @@ clone)
     for wheel in $install; do
         wheels+=("$stage/$wheel")
     done
-    "$target/bin/python" "${pip[@]}" install "${offline[@]}" --no-deps --force-reinstall \
-        "${wheels[@]}"
+    # Pure-Python wheels (the app's own) without pip's start-up; pip for any other.
+    site=$(echo "$target"/lib/python3*/site-packages)
+    fast=0
+    "$target/bin/python" -c "$(wheels_py)" install "$site" "$target/bin" "${wheels[@]}" \
+        || fast=$?
+    if [ "$fast" = 3 ]; then
+        "$target/bin/python" "${pip[@]}" install "${offline[@]}" --no-deps --force-reinstall \
+            "${wheels[@]}"
+    elif [ "$fast" != 0 ]; then
+        exit "$fast"
+    fi
     if [ -n "$remove" ]; then
         # The names are a space-separated list (distribution names: no blanks, no globs).
         # shellcheck disable=SC2086
