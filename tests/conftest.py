@@ -9,7 +9,8 @@ import pytest
 
 from tests.support.paths import REPO
 
-pytest_plugins = ["tests.fixtures.images"]
+# heat: the stack tests' whole small cloud (heat_cloud), one per session for every directory
+pytest_plugins = ["tests.fixtures.images", "tests.fixtures.heat"]
 
 
 @pytest.fixture

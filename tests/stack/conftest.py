@@ -22,7 +22,7 @@ if _REPO not in sys.path:
 from bake.artifacts import Store  # noqa: E402
 from tests.fixtures import heat as heat_fixtures  # noqa: E402
 
-heat_cloud = heat_fixtures.heat_cloud  # the session's cloud (tests/fixtures/heat.py)
+# heat_cloud, the session's cloud, is a plugin of tests/conftest.py (tests/fixtures/heat.py)
 CLOUD_NAME = heat_fixtures.CLOUD_NAME
 
 REPO = Path(_REPO)
