@@ -286,6 +286,31 @@ def image_parameters(
     return params
 
 
+TRUE_WORDS = ("1", "t", "true", "on", "y", "yes")  # Heat's booleans (oslo strutils)
+
+
+def queue_endpoint(heat: Heat, params: dict[str, Any], current: dict | None = None) -> dict:
+    """``{"zaqar_url": the catalog's messaging endpoint}`` when the stack creates its queue
+    (``create_queue``) and no ``zaqar_url`` is given (nor already set); else ``{}``.
+
+    The template cannot ask Heat for it: the queue's ``href`` attribute fails on Heat's
+    session-based Zaqar client (its api_url is None)."""
+    merged = {**(current or {}), **params}
+    if str(merged.get("create_queue", "")).strip().lower() not in TRUE_WORDS:
+        return {}
+    if merged.get("zaqar_url"):
+        return {}
+    if not heat.cloud.has_service("messaging"):
+        raise StackError(
+            "create_queue: the catalog has no messaging service (Zaqar) to create the queue "
+            "in; pass -P zaqar_url=URL of a Zaqar the servers can reach",
+            EXIT_BAD_INPUT,
+        )
+    url = heat.cloud.endpoint("messaging").rstrip("/")
+    print(f"bake: create_queue: Zaqar at {url} (zaqar_url)", file=sys.stderr)
+    return {"zaqar_url": url}
+
+
 # -- create / update -------------------------------------------------------------------------
 
 
@@ -299,6 +324,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         params.update({sf.image_parameter(r): ref for r, ref in images.items()})
     else:
         params.update(image_parameters(heat, images, missing))
+        params.update(queue_endpoint(heat, params))
     if args.dry_run:
         sys.stdout.write(bundle.dump(params))
         return 0
@@ -331,6 +357,7 @@ def cmd_update(args: argparse.Namespace) -> int:
     resolve = [r for r in sf.ROLES if r not in images] if args.latest_images else []
     params.update(image_parameters(heat, images, resolve))
     current = stack.parameters or {}
+    params.update(queue_endpoint(heat, params, current))
     unknown = sorted(k for k in params if k not in current)
     if unknown:
         raise StackError(f"stack {args.name} has no parameter {unknown[0]!r}", EXIT_BAD_INPUT)
@@ -568,7 +595,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
         raise StackError(f"stack {args.name}: still {status} after {args.wait_seconds:.0f}s")
     if left:
         raise StackError(f"stack {args.name} deleted, but left: {left}")
-    print(f"bake: stack {args.name} deleted; nothing left (servers, ports, security groups)")
+    print(
+        f"bake: stack {args.name} deleted; nothing left (servers, ports, security groups, volumes)"
+    )
     return 0
 
 
@@ -595,15 +624,22 @@ def wait_gone(heat: Heat, stack_id: str, seconds: float) -> str | None:
 
 
 def leftovers(cloud: auth.Cloud, stack_name: str) -> str:
-    """What of the stack the cloud still has: servers by metadata; ports and security groups
-    by the stack's name prefix (its resources are named ``<stack>-<what>``)."""
+    """What of the stack the cloud still has: servers by metadata; ports, security groups and
+    (when the catalog has Cinder) volumes by the stack's name prefix (its resources are named
+    ``<stack>-<what>``)."""
     parts = [f"server {s.name}" for s in stack_servers(cloud, stack_name)]
     prefix = f"{stack_name}-"
-    for kind, path in (("port", "ports"), ("security group", "security-groups")):
+    listings = [
+        ("port", "network", "/v2.0/ports", "ports"),
+        ("security group", "network", "/v2.0/security-groups", "security_groups"),
+    ]
+    if cloud.has_service("volumev3"):
+        listings.append(("volume", "volumev3", "/volumes", "volumes"))
+    for kind, service, path, key in listings:
         try:
-            url = cloud.endpoint("network").rstrip("/") + f"/v2.0/{path}"
-            found = cloud.session.get(url).json()[path.replace("-", "_")]  # the session timeout
+            url = cloud.endpoint(service).rstrip("/") + path
+            found = cloud.session.get(url).json()[key]  # the session timeout
         except Exception as exc:
-            raise StackError(f"listing {path}: {auth.describe(exc, cloud)}") from None
+            raise StackError(f"listing {key}: {auth.describe(exc, cloud)}") from None
         parts += [f"{kind} {x['name']}" for x in found if (x.get("name") or "").startswith(prefix)]
     return ", ".join(parts)
