@@ -1,9 +1,18 @@
-"""Hosts for fab tasks: ``-H`` lists, and servers chosen from Nova by role metadata or image
-(python-novaclient over a real Keystone session; Nova itself is the named fake)."""
+"""Hosts for fab tasks: ``-H`` lists, and servers chosen from Nova by stack or role metadata
+or image.
+
+Servers chosen by image, network, stack and role are booted by the real Nova of the stack tests'
+cloud (tests/fixtures/heat.py: Nova with its fake virt driver, ports on real Neutron networks,
+images in the real Glance). ``fab status`` on servers chosen from Nova must reach them over SSH:
+the booted bbq-rest instances listen on 127.0.0.1 only, and Neutron refuses a loopback subnet
+("not a routable CIDR"), so no real Nova server can have that address. Those tests list the
+instances through the FAKE compute API (tests/fixtures/fake_nova.py) instead.
+"""
 
 from __future__ import annotations
 
 import subprocess
+import uuid
 
 import pytest
 import yaml
@@ -13,6 +22,7 @@ from bake.fleet import DeployError
 from bake.fleet.inventory import CloudOptions, from_nova
 from bake.fleet.targets import Target, parse_hosts
 from tests.deploy.fleet import FAB, REPO
+from tests.fixtures.heat import CLOUD_NAME as HEAT_CLOUD
 from tests.fixtures.openstack import ADMIN_PASSWORD, CLOUD_NAME, REGION
 
 
@@ -29,7 +39,8 @@ def test_host_lists():
 
 @pytest.fixture(scope="module")
 def servers(nova_cloud, fleet):
-    """Fleet instances as Nova servers of role ``rest``, plus servers a deploy must skip."""
+    """Fleet instances as servers of role ``rest`` in the FAKE Nova (their address is
+    127.0.0.1: see the module's docstring), plus servers a deploy must skip."""
     nova, env = nova_cloud
     image = "4a3c2c1e-0b8a-4a57-9d0d-5f0e3b9a1111"
     for i, instance in enumerate(fleet.instances):
@@ -68,19 +79,124 @@ def test_fab_status_on_servers_chosen_by_role(servers, fleet):
     assert ADMIN_PASSWORD not in run.stdout + run.stderr  # no secret in the output
 
 
-@pytest.mark.slow
-def test_servers_by_image_and_network(servers, fleet, monkeypatch):
-    nova, env, image = servers
-    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", env["OS_CLIENT_CONFIG_FILE"])
-    cloud = auth.connect(cloud=CLOUD_NAME)
-    targets = from_nova(cloud, image=image, network="public")
-    assert [(t.name, t.host) for t in targets] == [
-        (i.name, f"203.0.113.{n + 10}") for n, i in enumerate(fleet.instances)
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+@pytest.fixture(scope="module")
+def real_nova(heat_cloud, tmp_path_factory, monkeypatch_module):
+    """Servers booted by the real Nova from real Glance images on two real networks:
+
+    - image ``rest``: ``rest-a``, ``rest-b`` (private and public networks, bbq_role rest),
+      ``rest-off`` (stopped: SHUTOFF); image ``spark``: ``spark-1`` (bbq_role spark);
+    - image ``stack``: servers of stacks ``prod`` and ``test`` (bbq_stack, bbq_role, one
+      with bbq_ssh_port), ``prod-worker-2`` stopped.
+
+    Yields (the bake Cloud, {image kind: id}, {"private"|"public": (network name, id)},
+    {server name: server}); the servers are deleted afterwards."""
+    tag = uuid.uuid4().hex[:6]
+    work = tmp_path_factory.mktemp("inventory")
+    images = {}
+    for kind in ("rest", "spark", "stack"):
+        path = work / f"{kind}.qcow2"
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), "16M"], check=True)
+        images[kind] = heat_cloud.upload_image(f"inv-{kind}-{tag}", path)
+    networks = {
+        kind: (f"inv-{kind}-{tag}", heat_cloud.make_network(f"inv-{kind}-{tag}", cidr)["id"])
+        for kind, cidr in (("private", "10.31.0.0/24"), ("public", "10.32.0.0/24"))
+    }
+    private = [networks["private"][1]]
+    both = [*private, networks["public"][1]]
+    plan = [
+        ("rest-a", "rest", both, {"bbq_role": "rest"}),
+        ("rest-b", "rest", both, {"bbq_role": "rest"}),
+        ("rest-off", "rest", both, {"bbq_role": "rest"}),
+        ("spark-1", "spark", private, {"bbq_role": "spark"}),
+        ("prod-master", "stack", private, {"bbq_stack": "prod", "bbq_role": "master"}),
+        (
+            "prod-worker-1",
+            "stack",
+            private,
+            {"bbq_stack": "prod", "bbq_role": "worker", "bbq_ssh_port": "2222"},
+        ),
+        ("prod-worker-0", "stack", private, {"bbq_stack": "prod", "bbq_role": "worker"}),
+        ("prod-worker-2", "stack", private, {"bbq_stack": "prod", "bbq_role": "worker"}),
+        ("test-worker-0", "stack", private, {"bbq_stack": "test", "bbq_role": "worker"}),
     ]
+    nova = heat_cloud.nova()
+    flavor = heat_cloud.flavor()
+    created = {}
+    try:
+        for name, kind, nets, metadata in plan:  # all created, then waited for
+            nics = [{"net-id": n} for n in nets]
+            created[name] = nova.servers.create(
+                name, images[kind], flavor, nics=nics, meta=metadata
+            )
+        servers = {n: heat_cloud.wait_status(s.id, "ACTIVE") for n, s in created.items()}
+        for name in ("rest-off", "prod-worker-2"):
+            nova.servers.stop(servers[name].id)
+            servers[name] = heat_cloud.wait_status(servers[name].id, "SHUTOFF")
+        config = heat_cloud.clouds_yaml(work / "clouds.yaml")
+        monkeypatch_module.setenv("OS_CLIENT_CONFIG_FILE", str(config))
+        cloud = auth.connect(cloud=HEAT_CLOUD)
+        yield cloud, images, networks, servers
+    finally:
+        for server in created.values():
+            nova.servers.delete(server.id)
+
+
+def neutron_address(heat_cloud, server_id: str, network_id: str) -> str:
+    """The fixed address Neutron gave the server's port on the network."""
+    s = heat_cloud.session()
+    url = s.get_endpoint(service_type="network", interface="public").rstrip("/")
+    params = {"device_id": server_id, "network_id": network_id}
+    [port] = s.get(f"{url}/v2.0/ports", params=params, timeout=60).json()["ports"]
+    return port["fixed_ips"][0]["ip_address"]
+
+
+@pytest.mark.slow  # the stack tests' cloud (Keystone, Glance, Nova, Neutron, ...) starts for it
+def test_servers_by_image_and_network(real_nova, heat_cloud):
+    cloud, images, networks, servers = real_nova
+    (private, private_id), (public, public_id) = networks["private"], networks["public"]
+    by_image = {
+        net: [(t.name, t.host, t.port) for t in from_nova(cloud, image=images["rest"], network=net)]
+        for net in (private, public)
+    }
+    for net, net_id in ((private, private_id), (public, public_id)):
+        assert by_image[net] == [
+            (name, neutron_address(heat_cloud, servers[name].id, net_id), 22)
+            for name in ("rest-a", "rest-b")
+        ]  # by name; the stopped one is not chosen, nor the other image's
+    assert {h for _, h, _ in by_image[private]}.isdisjoint(h for _, h, _ in by_image[public])
+    assert [t.name for t in from_nova(cloud, role="spark", network=private)] == ["spark-1"]
     with pytest.raises(DeployError, match="no address on network 'nowhere'"):
         from_nova(cloud, role="rest", network="nowhere")
     with pytest.raises(DeployError, match="no ACTIVE server with bbq_role=db"):
-        from_nova(cloud, role="db", network="private")
+        from_nova(cloud, role="db", network=private)
+
+
+@pytest.mark.slow
+def test_servers_of_a_stack(real_nova):
+    cloud, _, networks, _ = real_nova
+    private = networks["private"][0]
+    targets = from_nova(cloud, stack="prod", network=private)
+    assert [(t.name, t.port) for t in targets] == [
+        ("prod-master", 22),
+        ("prod-worker-0", 22),
+        ("prod-worker-1", 2222),
+    ]  # by name; the SHUTOFF one and the other stack's are not
+    workers = from_nova(cloud, stack="prod", role="worker", network=private, user="debian")
+    assert [(t.name, t.user) for t in workers] == [
+        ("prod-worker-0", "debian"),
+        ("prod-worker-1", "debian"),
+    ]
+    assert [t.name for t in from_nova(cloud, stack="test")] == ["test-worker-0"]
+    with pytest.raises(DeployError, match="no ACTIVE server with bbq_stack=prod and bbq_role=db$"):
+        from_nova(cloud, stack="prod", role="db")
+    with pytest.raises(DeployError, match="no ACTIVE server with bbq_stack=gone$"):
+        from_nova(cloud, stack="gone")
 
 
 def oslo_config(env: dict[str, str], path) -> str:
@@ -140,58 +256,6 @@ def test_bad_input_exits_2_with_one_line(args, message, tmp_path):
     assert run.returncode == 2, run.stdout + run.stderr
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], run.stderr
-
-
-@pytest.fixture(scope="module")
-def stacks(nova_cloud, monkeypatch_module):
-    """Servers of two stacks (Heat sets bbq_stack and bbq_role on each) in the fake Nova."""
-    nova, env = nova_cloud
-    image = "7d1f0c52-3b7e-4c1a-9e55-5a1b2c3d4e5f"
-    for name, stack, role, port in (
-        ("prod-master", "prod", "master", None),
-        ("prod-worker-1", "prod", "worker", "2222"),
-        ("prod-worker-0", "prod", "worker", None),
-        ("test-worker-0", "test", "worker", None),
-    ):
-        metadata = {"bbq_stack": stack, "bbq_role": role}
-        if port:
-            metadata["bbq_ssh_port"] = port
-        nova.add_server(name, image, {"private": [f"10.1.0.{len(nova.servers) + 1}"]}, metadata)
-    nova.add_server(
-        "prod-worker-2",
-        image,
-        {"private": ["10.1.0.99"]},
-        {"bbq_stack": "prod", "bbq_role": "worker"},
-        status="SHUTOFF",
-    )
-    monkeypatch_module.setenv("OS_CLIENT_CONFIG_FILE", env["OS_CLIENT_CONFIG_FILE"])
-    return auth.connect(cloud=CLOUD_NAME)
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as patch:
-        yield patch
-
-
-@pytest.mark.slow  # a real Keystone (and Glance) starts for it
-def test_servers_of_a_stack(stacks):
-    targets = from_nova(stacks, stack="prod", network="private")
-    assert [(t.name, t.port) for t in targets] == [
-        ("prod-master", 22),
-        ("prod-worker-0", 22),
-        ("prod-worker-1", 2222),
-    ]  # by name; the SHUTOFF one and the other stack's are not
-    workers = from_nova(stacks, stack="prod", role="worker", network="private", user="debian")
-    assert [(t.name, t.user) for t in workers] == [
-        ("prod-worker-0", "debian"),
-        ("prod-worker-1", "debian"),
-    ]
-    assert [t.name for t in from_nova(stacks, stack="test")] == ["test-worker-0"]
-    with pytest.raises(DeployError, match="no ACTIVE server with bbq_stack=prod and bbq_role=db$"):
-        from_nova(stacks, stack="prod", role="db")
-    with pytest.raises(DeployError, match="no ACTIVE server with bbq_stack=gone$"):
-        from_nova(stacks, stack="gone")
 
 
 @pytest.mark.slow

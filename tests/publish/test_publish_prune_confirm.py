@@ -1,5 +1,6 @@
 """``bake prune`` on a terminal (a real pseudo-terminal): it shows the plan and asks before it
-deletes; "n" (or anything but y/yes) changes nothing. Real Keystone + Glance, FAKE Nova."""
+deletes; "n" (or anything but y/yes) changes nothing. The stack tests' cloud (Keystone,
+Glance, the real Nova that says no server uses these images: tests/fixtures/heat.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import subprocess
 import time
 import uuid
 
-from tests.fixtures.openstack import CLOUD_NAME
+import pytest
+
+from tests.fixtures.heat import CLOUD_NAME
 from tests.publish.helpers import BAKE, REPO, bake
 
 CLOUD = ("--os-cloud", CLOUD_NAME)
@@ -58,8 +61,9 @@ def on_terminal(*args: str, env: dict[str, str], answer: bytes, timeout: float =
     return code, output.decode().replace("\r\n", "\n"), asked
 
 
-def test_prune_asks_on_a_terminal(make_artifact, openstack, fake_nova):
-    env = {"OS_CLIENT_CONFIG_FILE": str(openstack.dir / "clouds.yaml")}
+@pytest.mark.slow  # the stack tests' cloud starts for it (once per session)
+def test_prune_asks_on_a_terminal(make_artifact, heat_cloud, tmp_path):
+    env = {"OS_CLIENT_CONFIG_FILE": str(heat_cloud.clouds_yaml(tmp_path / "clouds.yaml"))}
     name = f"bbq-y{uuid.uuid4().hex[:8]}"
     for version in ("1", "2", "3"):
         published = bake(
