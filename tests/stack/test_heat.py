@@ -1,7 +1,9 @@
-"""``bake stack`` against real Heat, Nova (fake virt driver), Neutron, Glance and Keystone on
-127.0.0.1 (tests/fixtures/heat.py): create to CREATE_COMPLETE, what Nova says of every server,
-outputs, update 2 -> 3 workers, a rebuild onto a newer image, delete leaving nothing, and the
-failures a user meets first.
+"""``bake stack`` against real Heat, Nova (fake virt driver), Neutron, Cinder (its fake volume
+driver), Zaqar, Glance and Keystone on 127.0.0.1 (tests/fixtures/heat.py): create to
+CREATE_COMPLETE, what Nova says of every server, outputs, update 2 -> 3 workers, a rebuild onto
+a newer image, delete leaving nothing, the template's optional branches (the stack's Zaqar
+queue, floating IPs, the data volume) with their conditions on, and the failures a user meets
+first.
 
 Nova's fake driver boots nothing, so no cloud-init runs: the test sends each server's
 wait-condition signal from its own user data (tests/stack/signals.py), as cloud-init would.
@@ -9,15 +11,17 @@ wait-condition signal from its own user data (tests/stack/signals.py), as cloud-
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
+import uuid
 
 import pytest
 import yaml
 
 from bake.cloud import stackfiles as sf
-from tests.fixtures.heat import NETWORK
+from tests.fixtures.heat import EXTERNAL_CIDR, EXTERNAL_NETWORK, NETWORK
 from tests.stack.conftest import run_bake
 from tests.stack.signals import Signaller, user_data
 from tests.stack.test_template import schema_problems
@@ -249,3 +253,110 @@ def test_spec_never_published_fails_in_one_clear_line(heat_cloud, heat_env, publ
     line = one_line_error(result)
     assert "Glance has no active image of spec bbq-datastore" in line, line
     assert "--image datastore=" in line
+
+
+# -- the optional branches: the stack's queue, floating IPs, the data volume ------------------
+
+
+def neutron(cloud, path: str) -> list[dict]:
+    """``GET /v2.0/<path>`` of the real Neutron: the listed resources."""
+    s = cloud.session()
+    url = s.get_endpoint(service_type="network", interface="public").rstrip("/")
+    kind = path.split("?")[0]
+    return s.get(f"{url}/v2.0/{path}", timeout=60).json()[kind]
+
+
+def volumes(cloud, name: str) -> list[dict]:
+    """Cinder's volumes named ``name`` (detailed, attachments included)."""
+    s = cloud.session()
+    url = s.get_endpoint(service_type="volumev3", interface="public").rstrip("/")
+    found = s.get(f"{url}/volumes/detail", params={"name": name}, timeout=60).json()["volumes"]
+    return [v for v in found if v["name"] == name]
+
+
+def zaqar(cloud, method: str, path: str, **kw):
+    """A request to the real Zaqar as the admin (the stacks' project), Keystone token auth."""
+    s = cloud.session()
+    headers = {"X-Auth-Token": s.get_token(), "Client-ID": str(uuid.uuid4())}
+    resp = s.request(
+        f"{cloud.zaqar.url}/v2/{path}",
+        method,
+        headers=headers,
+        authenticated=False,
+        raise_exc=False,
+        timeout=60,
+        **kw,
+    )
+    assert resp.status_code < 300, (method, path, resp.status_code, resp.text)
+    return resp.json() if resp.content else {}
+
+
+def queue_names(cloud) -> set[str]:
+    return {q["name"] for q in zaqar(cloud, "GET", "queues").get("queues", [])}
+
+
+def test_optional_branches_queue_floating_ips_and_data_volume(
+    heat_cloud, heat_env, nova, published, flavors
+):
+    """create_queue, floating_network and data_volume_size on: Heat's OS::Zaqar::Queue on the
+    real Zaqar (the job gets the catalog's endpoint; stack delete deletes the queue), floating IPs
+    from the real Neutron on the master's and the REST server's ports (the outputs' addresses),
+    and a Cinder volume attached to the data store server per Nova and Cinder."""
+    name, queue = "bbq2", "bbq2-events"
+    options = ["-P", "create_queue=true", "-P", f"zaqar_queue={queue}"]
+    options += ["-P", f"floating_network={EXTERNAL_NETWORK}", "-P", "data_volume_size=1"]
+    floating_before = {f["id"] for f in neutron(heat_cloud, "floatingips")}
+    with Signaller(nova, name) as signals:
+        created = run_bake(
+            "stack", "create", name, "--workers", "1", "--wait", *BASE, *options, env=heat_env
+        )
+    assert created.returncode == 0, created.stderr[-3000:]
+    assert signals.errors == [] and len(signals.signalled) == 5, signals.signalled
+    roles = stack_servers(nova, name)
+    outputs = json.loads(run_bake("stack", "outputs", name, "--json", env=heat_env).stdout)
+
+    # The queue: the job is pointed at the catalog's Zaqar (bake fills zaqar_url). Zaqar v2
+    # creates a queue with its first message (Heat's resource only names it): one is posted
+    # as bbq-send would, and Zaqar lists the queue with it.
+    assert f"bake: create_queue: Zaqar at {heat_cloud.zaqar.url} (zaqar_url)" in created.stderr
+    streaming = user_data(nova, roles["streaming"][0].id)
+    assert f"url = {heat_cloud.zaqar.url}\n" in streaming and f"queue = {queue}\n" in streaming
+    assert outputs["queue"] == queue
+    zaqar(heat_cloud, "POST", f"queues/{queue}/messages", json={"messages": [{"body": 1}]})
+    assert queue in queue_names(heat_cloud)
+
+    # Floating IPs on the external network, on the master's and the REST server's ports.
+    ext = neutron(heat_cloud, f"networks?name={EXTERNAL_NETWORK}")[0]
+    fips = {f["port_id"]: f for f in neutron(heat_cloud, "floatingips") if f["port_id"]}
+    floating = {}
+    for role in ("master", "rest"):
+        [port] = neutron(heat_cloud, f"ports?name={name}-{role}")
+        fip = fips[port["id"]]
+        assert fip["floating_network_id"] == ext["id"]
+        assert fip["fixed_ip_address"] == address(roles[role][0])
+        assert ipaddress.ip_address(fip["floating_ip_address"]) in ipaddress.ip_network(
+            EXTERNAL_CIDR
+        )
+        floating[role] = fip["floating_ip_address"]
+    assert len(set(floating.values())) == 2
+    assert outputs["floating_addresses"] == floating
+    assert outputs["dashboard_url"] == f"http://{floating['rest']}:8780/"
+    assert outputs["rest_url"] == f"http://{address(roles['rest'][0])}:8780/api/v1"
+
+    # The data volume: 1 GiB, in use, attached to the data store server (Cinder and Nova
+    # agree), its id given to the datastore role's cloud-config.
+    datastore = roles["datastore"][0]
+    [volume] = volumes(heat_cloud, f"{name}-data")
+    assert (volume["size"], volume["status"]) == (1, "in-use")
+    assert [a["server_id"] for a in volume["attachments"]] == [datastore.id]
+    _, body = nova.client.get(f"/servers/{datastore.id}/os-volume_attachments")
+    assert [a["volumeId"] for a in body["volumeAttachments"]] == [volume["id"]]
+    assert f'volume="{volume["id"]}"' in user_data(nova, datastore.id)
+
+    deleted = run_bake("stack", "delete", name, env=heat_env)
+    assert deleted.returncode == 0, deleted.stderr[-3000:]
+    assert "nothing left" in deleted.stdout
+    assert stack_servers(nova, name) == {}
+    assert queue not in queue_names(heat_cloud)  # Heat deleted it, message and all
+    assert {f["id"] for f in neutron(heat_cloud, "floatingips")} == floating_before
+    assert volumes(heat_cloud, f"{name}-data") == []
