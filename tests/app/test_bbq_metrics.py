@@ -39,8 +39,10 @@ def scrape(url: str) -> dict:
     return samples
 
 
-def value(samples: dict, name: str, **labels) -> float:
-    return samples[(name, frozenset(labels.items()))]
+def value(samples: dict, name: str, **labels) -> float | None:
+    """The sample's value; None when the endpoint did not report it (e.g. the Zaqar gauges
+    while Zaqar answered its queue stats with a 503)."""
+    return samples.get((name, frozenset(labels.items())))
 
 
 def labelled(samples: dict, name: str, label: str) -> dict:
