@@ -6,7 +6,8 @@ app change (wheelhouses built before timing, as a CI job would have them):
 
   1. ``fab deploy`` (the real command line) of a change to 1 host vs to all (--batch all):
      wall-time ratio, goal <= 1.3x; each host's phases (``--format json``: connect, state,
-     send, install, switch, and the switch's restart, health, prune), medians printed;
+     send, install with clone, reinstall, check, finish, and switch with restart, health,
+     prune), medians printed;
   2. ``ansible-playbook bench/ansible/deploy.yml`` (ansible-core from PyPI, in the bench-only
      venv .venvs/ansible made from bench/ansible/requirements.txt) doing the same release
      switch the idiomatic way to all hosts, forks = hosts, pipelining and SSH ControlPersist

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Build releases/RELEASE from the staging directory (clone, fresh, or reuse a complete one),
 # check it, and make it complete; on any failure remove what it made. Prints its steps' times
-# (timing.sh's BBQ-PHASES line: clone, pip, check, finish) and the app's installed version last.
+# (timing.sh's BBQ-PHASES line: clone, reinstall, check, finish), then the app's installed
+# version last.
 #   install.sh RELEASE BASE MODE STAGE MANIFEST REQUIREMENT VERSION LINK SEND INSTALL REMOVE
 #              DEPS_CHANGED UNIT...
 # LINK, SEND, INSTALL (wheel file names) and REMOVE (distribution names) are space-separated.
@@ -76,7 +77,7 @@ fresh)
         "$requirement==$version"
     ;;
 esac
-lap pip
+lap reinstall
 if [ "$check" = yes ]; then
     "$target/bin/python" -m pip check --disable-pip-version-check >&2
 fi
