@@ -501,8 +501,7 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def json_option(p: argparse.ArgumentParser, help: str = "same as -f json") -> None:
-    p.add_argument("--json", dest="format", action="store_const", const="json", help=help)
+json_option = ui.json_option
 
 
 def logging_options(p: argparse.ArgumentParser, top: bool) -> None:

@@ -73,7 +73,9 @@ def add_format_options(
 ) -> None:
     """``-f/--format``, ``-c/--column``, ``--noindent`` and, for a ``listing``,
     ``--sort-column`` and ``--sort-ascending/--sort-descending``, spelled as the openstack
-    CLI spells them. A bad format or column is argparse's one-line usage error (exit 2)."""
+    CLI spells them. A bad format or column is argparse's one-line usage error (exit 2).
+    Empty ``columns``: the record's keys are only known when it is read (a stack's outputs);
+    a column it lacks is then an InputError from :func:`emit_record`."""
     group = parser.add_argument_group("output formatters")
     group.add_argument(
         "-f",
@@ -87,9 +89,11 @@ def add_format_options(
         dest="columns",
         action="append",
         default=[],
-        choices=columns,
+        choices=columns or None,
         metavar="COLUMN",
-        help=f"show only this column (repeatable): {', '.join(columns)}",
+        help=f"show only this column (repeatable): {', '.join(columns)}"
+        if columns
+        else "show only this field (repeatable)",
     )
     group.add_argument("--noindent", action="store_true", help="json: no indentation")
     if listing:
@@ -97,7 +101,7 @@ def add_format_options(
             "--sort-column",
             action="append",
             default=[],
-            choices=columns,
+            choices=columns or None,
             metavar="COLUMN",
             help="sort the rows by this column (repeatable)",
         )
@@ -115,6 +119,11 @@ def add_format_options(
             action="store_true",
             help="sort in descending order",
         )
+
+
+def json_option(p: argparse.ArgumentParser, help: str = "same as -f json") -> None:
+    """``--json``, kept where it came before ``-f``: the same as ``-f json``."""
+    p.add_argument("--json", dest="format", action="store_const", const="json", help=help)
 
 
 def emit_list(
@@ -164,6 +173,11 @@ def emit_record(
 
 def _chosen(args: argparse.Namespace, columns: Sequence[str], brief: Sequence[str] | None):
     wanted = getattr(args, "columns", None) or []
+    unknown = [c for c in wanted if c not in columns]
+    if unknown:
+        raise InputError(
+            f"-c {unknown[0]}: no such column (there are: {', '.join(columns) or 'none'})"
+        )
     if wanted:
         return [c for c in columns if c in wanted]
     return list(brief or columns)
@@ -172,6 +186,10 @@ def _chosen(args: argparse.Namespace, columns: Sequence[str], brief: Sequence[st
 def _sorted(rows: list[dict[str, Any]], keys: Sequence[str], args: argparse.Namespace):
     if not keys:
         return rows
+    known = set().union(*rows) if rows else set(keys)
+    unknown = [k for k in keys if k not in known]
+    if unknown:
+        raise InputError(f"--sort-column {unknown[0]}: no such column")
 
     def key(row: dict[str, Any]) -> tuple:
         values = (row.get(k) for k in keys)

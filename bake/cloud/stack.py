@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bake import ui
 from bake.cloud import auth
 from bake.cloud import stackfiles as sf
 from bake.cloud.nova import ROLE_KEY, STACK_KEY
@@ -84,18 +85,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=int, default=60, metavar="MIN", help="Heat's timeout")
 
     p = action("show", cmd_show, "status, parameters and servers of a stack")
-    p.add_argument("--json", action="store_true")
+    _formats(p, listing=False)
 
     p = action("outputs", cmd_outputs, "the stack's outputs (URLs, servers by role)")
     p.add_argument("key", nargs="?", metavar="KEY", help="only this output, as its plain value")
-    p.add_argument("--json", action="store_true")
+    _formats(p, listing=False)
 
     p = action("delete", cmd_delete, "delete the stack, wait, and report what is left")
     p.add_argument("--no-wait", dest="wait", action="store_false", help="return at once")
     p.add_argument("--wait-seconds", type=float, default=900, metavar="S", help=argparse.SUPPRESS)
 
     p = action("list", cmd_list, "the project's stacks", named=False)
-    p.add_argument("--json", action="store_true")
+    _formats(p, listing=True)
+
+
+def _formats(p: argparse.ArgumentParser, listing: bool) -> None:
+    """-f/-c (and --sort-column for a listing) as every reporting command has them; the
+    columns are known when the stack is read (Heat's and a local stack's differ)."""
+    ui.add_format_options(p, (), listing=listing)
+    ui.json_option(p)
 
 
 def _template_options(p: argparse.ArgumentParser) -> None:
@@ -469,7 +477,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     stack = heat.stack(args.name)
     full = heat.call(f"reading stack {args.name}", heat.client.stacks.get, stack.id)
     servers = servers_by_role(heat.cloud, args.name)
-    if args.json:
+    if args.format:
         document = {
             "name": full.stack_name,
             "id": full.id,
@@ -480,7 +488,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             "parameters": _own_parameters(full.parameters),
             "servers": servers,
         }
-        print(json.dumps(document, indent=2, sort_keys=True))
+        ui.emit_record(args, document)
         return 0
     print(f"{full.stack_name}  {full.id}")
     print(f"status      {full.stack_status}: {' '.join((full.stack_status_reason or '').split())}")
@@ -541,17 +549,11 @@ def cmd_outputs(args: argparse.Namespace) -> int:
         if out.get("output_error"):
             raise StackError(f"output {args.key}: {out['output_error']}")
         value = out.get("output_value")
-        print(json.dumps(value, indent=2) if args.json else sf.pretty(value))
+        print(json.dumps(value, indent=2) if args.format == "json" else sf.pretty(value))
         return 0
     full = heat.call(f"reading stack {args.name}", heat.client.stacks.get, stack.id)
     outputs = {o["output_key"]: o.get("output_value") for o in full.outputs or []}
-    if args.json:
-        print(json.dumps(outputs, indent=2, sort_keys=True))
-        return 0
-    for key in sorted(outputs):
-        value = outputs[key]
-        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-        print(f"{key:<18} {text}")
+    ui.emit_record(args, dict(sorted(outputs.items())))  # field/value table, or -f's format
     return 0
 
 
@@ -559,21 +561,20 @@ def cmd_list(args: argparse.Namespace) -> int:
     heat = connect(args)
     stacks = heat.call("listing stacks", lambda: list(heat.client.stacks.list()))
     rows = [
-        (s.stack_name, s.stack_status, s.creation_time, s.updated_time or "-", s.id)
+        {
+            "name": s.stack_name,
+            "status": s.stack_status,
+            "created": s.creation_time,
+            "updated": s.updated_time,
+            "id": s.id,
+        }
         for s in sorted(stacks, key=lambda s: s.stack_name)
     ]
-    if args.json:
-        keys = ("name", "status", "created", "updated", "id")
-        print(json.dumps([dict(zip(keys, r, strict=True)) for r in rows], indent=2))
-        return 0
-    if not rows:
-        print("no stacks")
-        return 0
-    header = ("name", "status", "created", "updated", "id")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    ui.emit_list(args, LIST_COLUMNS, rows)
     return 0
+
+
+LIST_COLUMNS = ("name", "status", "created", "updated", "id")
 
 
 # -- delete ----------------------------------------------------------------------------------

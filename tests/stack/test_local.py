@@ -210,6 +210,61 @@ def test_state_round_trip_and_outputs_without_secret(tmp_path):
     assert [s["name"] for s in json.loads(listed.stdout)] == ["dev"]
 
 
+def test_show_outputs_and_list_take_the_output_formats(tmp_path):
+    """-f/-c as every reporting command has them (the openstack CLI's), on a local stack."""
+    local_state(tmp_path)
+    csv = run(
+        BAKE, "stack", "list", "--local", "-f", "csv", "-c", "name", "-c", "status", store=tmp_path
+    )
+    assert csv.returncode == 0, csv.stderr
+    assert csv.stdout.splitlines() == ["name,status", "dev,CREATE_COMPLETE"]
+    value = run(
+        BAKE,
+        "stack",
+        "outputs",
+        "--local",
+        "dev",
+        "-f",
+        "value",
+        "-c",
+        "dashboard_url",
+        store=tmp_path,
+    )
+    assert value.stdout.strip() == f"http://{SUBNET}.3:8780/"
+    document = json.loads(
+        run(BAKE, "stack", "outputs", "--local", "dev", "-f", "json", store=tmp_path).stdout
+    )
+    assert document["spark_master_url"] == f"spark://{SUBNET}.2:7077"
+    shown = yaml.safe_load(
+        run(
+            BAKE,
+            "stack",
+            "show",
+            "--local",
+            "dev",
+            "-f",
+            "yaml",
+            "-c",
+            "name",
+            "-c",
+            "status",
+            store=tmp_path,
+        ).stdout
+    )
+    assert shown == {"name": "dev", "status": "CREATE_COMPLETE"}
+    table = run(BAKE, "stack", "outputs", "--local", "dev", store=tmp_path).stdout
+    assert table.split()[:2] == ["field", "value"] and "dashboard_url" in table
+    for args, message in (
+        (["outputs", "--local", "dev", "-c", "nope"], "-c nope: no such column"),
+        (["list", "--local", "--sort-column", "nope"], "--sort-column nope: no such column"),
+        (["show", "--local", "dev", "-f", "xml"], "invalid choice: 'xml'"),
+    ):
+        result = run(BAKE, "stack", *args, store=tmp_path)
+        assert result.returncode == 2 and result.stdout == ""
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], result.stderr
+
+
 def test_fab_stack_reads_a_local_stack_and_its_ssh_settings(tmp_path):
     local_state(tmp_path)
     from bake.fleet import inventory, tasks

@@ -5,10 +5,10 @@ Commands::
 
     bake stack create --local NAME [--workers N] [--datastore-url URL] [--zaqar-url URL]
                       [--queue Q] [--image ROLE=ARTIFACT_DIR]... [--serial] [--output STORE]
-    bake stack show --local NAME [--json]
-    bake stack outputs --local NAME [KEY] [--json]
+    bake stack show --local NAME [-f json|yaml|...]
+    bake stack outputs --local NAME [KEY] [-f json|yaml|...]
     bake stack delete --local NAME [--keep-rootfs]
-    bake stack list --local [--json]
+    bake stack list --local [-f json|yaml|csv|...]
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import json
 import os
 from pathlib import Path
 
+from bake import ui
 from bake.cloud import stackfiles as sf
 from bake.cloud.local import create, remove, roles
 from bake.cloud.local import state as st
@@ -138,7 +139,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         ready_timeout=args.ready_timeout,
     )
     stack = create.create(request)
-    _print_outputs(stack.outputs)
+    ui.emit_record(args, dict(sorted(stack.outputs.items())))
     return 0
 
 
@@ -165,10 +166,10 @@ def _live(server: st.Server) -> str:
 
 def cmd_show(args: argparse.Namespace) -> int:
     stack = st.load(_store(args), args.name)
-    if args.json:
+    if args.format:
         document = stack.to_dict()
         document["running"] = {s.name: _live(s) for s in stack.servers}
-        print(json.dumps(document, indent=2, sort_keys=True))
+        ui.emit_record(args, dict(sorted(document.items())))
         return 0
     print(f"{stack.name}  (local, {stack.path})")
     print(f"status      {stack.status}: {stack.reason}")
@@ -193,36 +194,29 @@ def cmd_outputs(args: argparse.Namespace) -> int:
             known = ", ".join(sorted(stack.outputs)) or "none yet: " + stack.status
             raise InputError(f"local stack {args.name}: no output {args.key!r} ({known})")
         value = stack.outputs[args.key]
-        print(json.dumps(value, indent=2) if args.json else sf.pretty(value))
+        print(json.dumps(value, indent=2) if args.format == "json" else sf.pretty(value))
         return 0
-    if args.json:
-        print(json.dumps(stack.outputs, indent=2, sort_keys=True))
-        return 0
-    _print_outputs(stack.outputs)
+    ui.emit_record(args, dict(sorted(stack.outputs.items())))
     return 0
-
-
-def _print_outputs(outputs: dict) -> None:
-    for key in sorted(outputs):
-        value = outputs[key]
-        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-        print(f"{key:<18} {text}")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     stacks = st.all_stacks(_store(args))
-    rows = [(s.name, s.status, s.created, str(len(s.servers)), s.subnet + ".0/24") for s in stacks]
-    header = ("name", "status", "created", "servers", "addresses")
-    if args.json:
-        print(json.dumps([dict(zip(header, r, strict=True)) for r in rows], indent=2))
-        return 0
-    if not rows:
-        print(f"no local stacks in {st.stacks_dir(_store(args))}")
-        return 0
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    rows = [
+        {
+            "name": s.name,
+            "status": s.status,
+            "created": s.created,
+            "servers": len(s.servers),
+            "addresses": s.subnet + ".0/24",
+        }
+        for s in stacks
+    ]
+    ui.emit_list(args, LIST_COLUMNS, rows)
     return 0
+
+
+LIST_COLUMNS = ("name", "status", "created", "servers", "addresses")
 
 
 # -- delete ----------------------------------------------------------------------------------
