@@ -477,7 +477,8 @@ def test_local_stack_end_to_end(
 
         # The dashboard shows them.
         browser.open(outputs["dashboard_url"])
-        total = "return document.getElementById('total').textContent"
+        # data-value: the number itself (the card shows it with separators, "1,000")
+        total = "return document.getElementById('total').dataset.value"
         browser.wait_for(f"{total} === '{n}'", timeout=60, what="dashboard total")
         browser.screenshot(tmp_path / "dashboard.png")
 
