@@ -400,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("fingerprint", cmd_fingerprint, "print the fingerprint of a spec's build")
     p.add_argument("spec", metavar="SPEC")
-    json_option(p, "also print every input hashed (as -f json)")
+    ui.json_option(p, "also print every input hashed (as -f json)")
     ui.add_format_options(p, FINGERPRINT_FIELDS, listing=False)
     partition_options(p)
 
@@ -456,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("list", cmd_list, "list the artifacts in the store")
     output_option(p)
-    json_option(p)
+    ui.json_option(p)
     ui.add_format_options(p, LIST_COLUMNS)
 
     p = command("publish", cmd_publish, "upload an artifact to Glance (once per fingerprint)")
@@ -470,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("images", cmd_images, "list the images published to Glance, per spec")
     p.add_argument("--spec", metavar="NAME", help="only this spec's images")
     p.add_argument("--hidden", action="store_true", help="also images hidden by --hide-older")
-    json_option(p)
+    ui.json_option(p)
     ui.add_format_options(p, cloud_commands.IMAGES_COLUMNS)
     cloud_commands.add_cloud_options(p)
 
@@ -499,9 +499,6 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str):
         message = " ".join(message.split())  # a value with a newline stays on the line
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-json_option = ui.json_option
 
 
 def logging_options(p: argparse.ArgumentParser, top: bool) -> None:
