@@ -47,7 +47,7 @@ from bake.fleet.results import (
     reason,
     say,
 )
-from bake.fleet.shipment import NOTHING, Build, plan
+from bake.fleet.shipment import INSTALLER, INSTALLER_SHA256, NOTHING, Build, installer_wheel, plan
 
 DEFAULT_KEEP = 3
 HEALTH_TIMEOUT = 60.0
@@ -94,12 +94,15 @@ def install(
     reuse = build.release in state.releases
     steps = NOTHING if reuse else plan(build, state, mode)
     say(label, f"{state.current} -> {build.release}: sending {len(steps.send)} wheel(s)")
-    if steps.send:
+    files = {wheel: build.house.path / wheel for wheel in steps.send}
+    if steps.install and mode == "clone" and state.pool.get(INSTALLER) != INSTALLER_SHA256:
+        files[INSTALLER] = installer_wheel()  # for reinstall.py, into the pool once
+    if files:
         with result.phase("send"):
             sftp = c.sftp()
-            for wheel in steps.send:
-                sftp.put(str(build.house.path / wheel), posixpath.join(layout.stage, wheel))
-                result.bytes_sent += build.sizes[wheel]
+            for wheel, path in files.items():
+                sftp.put(str(path), posixpath.join(layout.stage, wheel))
+                result.bytes_sent += path.stat().st_size
     if reuse:
         say(label, f"{build.release} is already installed: reusing it")
     else:
@@ -114,10 +117,11 @@ def install(
         build.house.requirement,
         build.house.version,
         " ".join(steps.link),
-        " ".join(steps.send),
+        " ".join(files),
         " ".join(steps.install),
         " ".join(steps.remove),
         "yes" if steps.dependencies_changed else "no",
+        INSTALLER,
         *state.units,
     ]
     with result.phase("install"):

@@ -10,7 +10,7 @@ timing.sh      bash functions: usec, lap, phases (each step's seconds; sent ahea
 health.sh      bash functions: why_unhealthy, wait_healthy (sent ahead of others)
 status.sh      why the units or the health URL are unhealthy
 install.sh     builds and checks a release offline (clone, fresh, reuse)
-wheels.py      reinstalls pure-Python wheels into a clone without pip (for install.sh)
+reinstall.py   reinstalls universal wheels into a clone with pypa/installer (install.sh)
 switch.sh      switches current, restarts, waits for health; prunes or goes back
 =============  ==================================================================
 
@@ -38,7 +38,7 @@ from bake.fleet.layout import DEFAULT, HostLayout
 NEEDS = {
     "status.sh": ("timing.sh", "health.sh"),
     "switch.sh": ("timing.sh", "health.sh"),
-    "install.sh": ("timing.sh", "wheels.py"),
+    "install.sh": ("timing.sh", "reinstall.py"),
 }
 # The end marker of a Python helper's here-document inside a bash script.
 PY_END = "BBQ_PY"
@@ -54,7 +54,7 @@ def text(name: str) -> str:
 
 def source(name: str) -> str:
     """What runs on the host for ``name``: the scripts it needs first (a Python one as a bash
-    function printing its text: ``wheels.py`` as ``wheels_py``), then its own text."""
+    function printing its text: ``reinstall.py`` as ``reinstall_py``), then its own text."""
     return "".join(_needed(part) for part in NEEDS.get(name, ())) + text(name)
 
 

@@ -15,6 +15,10 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +37,12 @@ APP = DEFAULT.app
 # fresh venv does) and never removes them.
 VENV_SEEDS = frozenset({"pip", "setuptools", "wheel"})
 MODES = ("clone", "fresh")
+# pypa/installer, pinned: a clone's reinstall (remote/reinstall.py) imports it from this wheel
+# in the host's pool; sent once to a host whose pool lacks it (never installed in a release).
+INSTALLER = "installer-1.1.0-py3-none-any.whl"
+INSTALLER_SHA256 = "f55f5728ff61d3dd54dbc5a397cf3f7307cb64b180c20b72afbebf01c9e2c8a0"
+TOOLS_CACHE = wheelhouse.CACHE_ROOT.parent / "tools"
+_installer_lock = threading.Lock()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +106,33 @@ def build_wheelhouse(app_dir: Path, extras: Sequence[str] = (), app_hash: str = 
     if not build.app_wheels():
         raise DeployError(f"{house.path}: no {APP} wheel in the wheelhouse")
     return build
+
+
+def installer_wheel(cache: Path = TOOLS_CACHE) -> Path:
+    """The pinned installer wheel (INSTALLER), downloaded by pip once (its sha256 required)
+    into ``cache``; DeployError when pip cannot get it."""
+    path = cache / INSTALLER
+    with _installer_lock:
+        if path.is_file() and hashing.sha256_cached(path) == INSTALLER_SHA256:
+            return path
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache) as work:
+            pin = Path(work, "installer.txt")
+            name, version = INSTALLER.split("-")[:2]
+            pin.write_text(f"{name}=={version} --hash=sha256:{INSTALLER_SHA256}\n")
+            run = subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
+                + ["--only-binary=:all:", "--require-hashes", "--dest", work, "-r", str(pin)],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            got = Path(work, INSTALLER)
+            if run.returncode != 0 or not got.is_file():
+                tail = (run.stderr or run.stdout).strip().splitlines()[-1:]
+                raise DeployError(f"pip download {INSTALLER} failed: {' '.join(tail)}")
+            os.replace(got, path)
+        return path
 
 
 class Wheelhouses:

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import threading
 import time
@@ -28,6 +29,7 @@ from bake.fleet import scripts
 from bake.fleet.host import parse_phases
 from bake.fleet.hoststate import LOCKED_EXIT, locked_command, parse_state, state_args
 from bake.fleet.layout import HostLayout
+from bake.fleet.shipment import INSTALLER, installer_wheel
 
 USER = getpass.getuser()
 
@@ -337,7 +339,7 @@ def install(layout, release, base, mode, send, link="", requires_changed="no"):
     install_ = " ".join(send.split() + link.split())
     version = release.split("-")[0]
     args = [release, base, mode, str(stage), manifest, "bbq", version, link, send, install_]
-    args += ["", requires_changed]
+    args += ["", requires_changed, INSTALLER]
     return sh(scripts.command("install.sh", args, layout), timeout=300)
 
 
@@ -353,9 +355,11 @@ def test_install_fresh_then_clone(host):
     assert (release / "RELEASE").read_text() == "0.2.0-a\n"
     assert (release / "WHEELS").read_text() == f"sha  {first}\n"
     assert Path(host.pool, first).is_file() and not stage.exists()  # sent: now in the pool
-    # A clone of it with the next app wheel: the venv's own paths name the new release.
+    # A clone of it with the next app wheel: the venv's own paths name the new release;
+    # reinstall.py's pypa/installer from the pool.
     stage.mkdir()
     second = wheel(stage, "0.3.0")
+    shutil.copy(installer_wheel(), host.pool)
     os.remove(host.current)
     os.symlink("releases/0.2.0-a", host.current)
     run = install(host, "0.3.0-b", "0.2.0-a", "clone", second)
@@ -399,12 +403,13 @@ def files_of(root: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.slow  # a real venv and pip
-def test_wheels_py_installs_a_clone_as_pip_does(tmp_path):
-    """remote/wheels.py (install.sh's pip-less path for pure wheels) in a hard-linked clone:
-    the same files, bytes and scripts as pip's --force-reinstall --no-deps in another clone
-    (RECORD, INSTALLER and pip's direct_url.json aside), and the base release untouched."""
+def test_reinstall_py_installs_a_clone_as_pip_does(tmp_path):
+    """remote/reinstall.py (install.sh's pip-less path: pypa/installer) in a hard-linked
+    clone: the same files and bytes as pip's --force-reinstall --no-deps in another clone
+    (RECORD, INSTALLER and pip's direct_url.json aside; the console script installer's own
+    text, naming the clone's Python and running), and the base release untouched."""
     extra = {
-        "bbq/rest.py": "def main():\n    return 0\n",
+        "bbq/rest.py": "def main():\n    print('rest main')\n    return 0\n",
         "bbq/static/app.js": "// v\n",
         "{info}/entry_points.txt": "[console_scripts]\nbbq-rest = bbq.rest:main\n",
     }
@@ -414,8 +419,8 @@ def test_wheels_py_installs_a_clone_as_pip_does(tmp_path):
     pip = "-m pip install -q --no-index --no-deps --disable-pip-version-check"
     assert sh(f"{base}/bin/python {pip} {tmp_path / old}").returncode == 0
     before = files_of(base)
-    clones = {}
-    for how in ("pip", "wheels"):
+    clones, scripts_run = {}, {}
+    for how in ("pip", "reinstall"):
         clone = tmp_path / how
         assert (
             sh(f"cp -al {base} {clone} && sed -i 's|{base}|{clone}|g' {clone}/bin/*").returncode
@@ -424,23 +429,28 @@ def test_wheels_py_installs_a_clone_as_pip_does(tmp_path):
         if how == "pip":
             command = f"{clone}/bin/python {pip} --force-reinstall {tmp_path / new}"
         else:
-            site = next(clone.glob("lib/python3*/site-packages"))
-            program = scripts.text("wheels.py")
+            program = scripts.text("reinstall.py")
             command = (
-                f"{clone}/bin/python -c {shlex.quote(program)} install {site} {clone}/bin "
-                f"{tmp_path / new}"
+                f"{clone}/bin/python -c {shlex.quote(program)} {installer_wheel()} {tmp_path / new}"
             )
         run = sh(command)
         assert run.returncode == 0, run.stdout + run.stderr
+        script = (clone / "bin" / "bbq-rest").read_text()
+        assert script.startswith(f"#!{clone}/bin/python"), script
+        scripts_run[how] = sh(str(clone / "bin" / "bbq-rest")).stdout
         clones[how] = {
             path: data.replace(str(clone).encode(), b"VENV")
             for path, data in files_of(clone).items()
-            if not path.endswith(("/RECORD", "/INSTALLER", "/direct_url.json"))
+            if not path.endswith(("/RECORD", "/INSTALLER", "/direct_url.json", "bin/bbq-rest"))
         }
-    assert clones["wheels"] == clones["pip"]
-    assert "bin/bbq-rest" in clones["wheels"] and "0.3.0" in str(clones["wheels"].keys())
+    assert clones["reinstall"] == clones["pip"]
+    assert scripts_run == {"pip": "rest main\n", "reinstall": "rest main\n"}
+    assert "0.3.0" in str(clones["reinstall"].keys())
     assert files_of(base) == before  # no file of the base written through a hard link
-    record = next((tmp_path / "wheels").glob("lib/python3*/site-packages/bbq-0.3.0.dist-info"))
+    site = next((tmp_path / "reinstall").glob("lib/python3*/site-packages"))
+    record = site / "bbq-0.3.0.dist-info"
     listed = {line.split(",")[0] for line in (record / "RECORD").read_text().splitlines()}
     assert "../../../bin/bbq-rest" in listed and "bbq/rest.py" in listed
-    assert not list((tmp_path / "wheels").glob("lib/python3*/site-packages/bbq-0.2.0.dist-info"))
+    assert (record / "INSTALLER").read_text() == "bbq-fab\n"
+    assert not list(site.glob("bbq-0.2.0.dist-info"))
+    assert not list(site.glob("installer*"))  # imported from its wheel, not installed

@@ -4,13 +4,15 @@
 # (timing.sh's BBQ-PHASES line: clone, reinstall, check, finish), then the app's installed
 # version last.
 #   install.sh RELEASE BASE MODE STAGE MANIFEST REQUIREMENT VERSION LINK SEND INSTALL REMOVE
-#              DEPS_CHANGED UNIT...
+#              DEPS_CHANGED INSTALLER UNIT...
 # LINK, SEND, INSTALL (wheel file names) and REMOVE (distribution names) are space-separated.
+# INSTALLER: the file name of the pinned pypa/installer wheel reinstall.py imports (in the
+# pool, or in the stage when sent with SEND).
 # Layout: BBQ_RELEASES, BBQ_CURRENT, BBQ_POOL, BBQ_APP (bake.fleet.layout.HostLayout).
 set -eu -o pipefail
 release=$1 base=$2 mode=$3 stage=$4 manifest=$5 requirement=$6 version=$7
-link=$8 send=$9 install=${10} remove=${11} deps_changed=${12}
-shift 12
+link=$8 send=$9 install=${10} remove=${11} deps_changed=${12} installer=${13}
+shift 13
 releases=$BBQ_RELEASES current=$BBQ_CURRENT pool=$BBQ_POOL app=$BBQ_APP
 target=$releases/$release
 finished=
@@ -47,11 +49,12 @@ clone)
     for wheel in $install; do
         wheels+=("$stage/$wheel")
     done
-    # Pure-Python wheels (the app's own) without pip's start-up; pip for any other.
-    site=$(echo "$target"/lib/python3*/site-packages)
+    # Universal wheels (the app's own) by pypa/installer, without pip's start-up; pip for
+    # any other.
+    helper=$pool/$installer
+    [ ! -f "$stage/$installer" ] || helper=$stage/$installer
     fast=0
-    "$target/bin/python" -c "$(wheels_py)" install "$site" "$target/bin" "${wheels[@]}" \
-        || fast=$?
+    "$target/bin/python" -c "$(reinstall_py)" "$helper" "${wheels[@]}" || fast=$?
     if [ "$fast" = 3 ]; then
         "$target/bin/python" "${pip[@]}" install "${offline[@]}" --no-deps --force-reinstall \
             "${wheels[@]}"
