@@ -47,6 +47,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +57,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from bench_deploy import rest_rootfs  # noqa: E402
 
 from bake.fleet.host import deploy_host  # noqa: E402
-from bake.fleet.results import DEPLOYED  # noqa: E402
+from bake.fleet.results import DEPLOYED, HostResult  # noqa: E402
 from bake.fleet.rollout import rollout  # noqa: E402
 from bake.fleet.shipment import Build, build_wheelhouse  # noqa: E402
 from bake.fleet.ssh import SshOptions, connect  # noqa: E402
@@ -69,7 +70,7 @@ REQUIREMENTS = ANSIBLE_DIR / "requirements.txt"
 ANSIBLE_VENV = REPO / ".venvs" / "ansible"
 # Releases kept by both tools: 2, so that every timed deploy also prunes one.
 KEEP = 2
-ROUNDS_ORDER = ("fab-1", "fab-all", "ansible-all", "ansible-1")
+ROUNDS_ORDER = ("fab-1", "fab-all", "floor-1", "floor-all", "ansible-all", "ansible-1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,6 +252,111 @@ def profile_deploy(fleet: Fleet, key: Path, build: Build) -> str:
     return head + "\n" + out.getvalue()
 
 
+# The floor: the same host work without SSH and Fabric (see Local).
+CONTAINER_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": "/root",
+    "LANG": "C.UTF-8",
+}
+
+
+class LocalChannel:
+    """What hoststate.locked_state uses of a paramiko channel, over a local process."""
+
+    def __init__(self, enter: list[str]):
+        self.enter, self.process = enter, None
+
+    def settimeout(self, seconds: float) -> None:
+        pass
+
+    def exec_command(self, command: str) -> None:
+        self.process = subprocess.Popen(
+            [*self.enter, "bash", "-c", command],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def makefile(self, mode: str):
+        return self.process.stdout
+
+    def makefile_stderr(self, mode: str):
+        return self.process.stderr
+
+    def recv_exit_status(self) -> int:
+        return self.process.wait(60)
+
+    def shutdown_write(self) -> None:
+        self.process.stdin.close()
+
+    def close(self) -> None:
+        self.process.wait(60)
+
+
+class Local:
+    """A stand-in for the Fabric connection bake.fleet.host uses, that runs each host command
+    in the container's namespaces (nsenter, a clean environment) and copies files straight
+    into its root: deploy_host's host work, command for command, without SSH or Fabric. Not
+    a mock of a host: the real one's scripts run; it only replaces the transport."""
+
+    user = "root"
+
+    def __init__(self, instance):
+        self.host = instance.name
+        leader = instance.process.pid
+        children = Path(f"/proc/{leader}/task/{leader}/children").read_text().split()
+        self.pid = int(children[0])  # the container's init (systemd)
+        self.enter = ["nsenter", "-t", str(self.pid), "-m", "-u", "-i", "-n", "-p", "--"]
+        self.enter += ["env", "-i", *(f"{k}={v}" for k, v in CONTAINER_ENV.items())]
+        self.client = self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def open(self) -> None:
+        pass
+
+    def get_transport(self):
+        return self
+
+    def open_session(self) -> LocalChannel:
+        return LocalChannel(self.enter)
+
+    def run(self, command: str, timeout: float | None = None):
+        run = subprocess.run(
+            [*self.enter, "bash", "-c", command], capture_output=True, text=True, timeout=timeout
+        )
+        return types.SimpleNamespace(exited=run.returncode, stdout=run.stdout, stderr=run.stderr)
+
+    def sftp(self):
+        return self
+
+    def put(self, local: str, remote: str) -> None:
+        shutil.copyfile(local, f"/proc/{self.pid}/root{remote}")
+
+
+def floor_deploy(fleet: Fleet, key: Path, change: Change, indexes: list[int]):
+    """deploy_host on the hosts through Local (no SSH, no Fabric): (wall seconds, phases)."""
+    hosts = [fleet.instances[i] for i in indexes]
+
+    def act(instance) -> HostResult:
+        return deploy_host(Local(instance), change.build, keep=KEEP, label=instance.name)
+
+    targets = [Target(h.name) for h in hosts]
+    by_name = {h.name: h for h in hosts}
+    start = time.perf_counter()
+    results = rollout(targets, lambda t: act(by_name[t.host]), batch=len(hosts))
+    wall = time.perf_counter() - start
+    bad = [r for r in results if r.result != DEPLOYED]
+    if bad:
+        sys.exit(f"bench: floor deploy: {bad}")
+    return wall, [r.phases for r in results]
+
+
 def builds_for(work: Path, names: list[str], source: Path) -> dict[str, Change]:
     """A distinct one-line change of the app per name, its wheelhouse built (untimed)."""
 
@@ -273,8 +379,9 @@ def run_round(r, order, fleet, key, builds, ansible, results) -> None:
     for kind in order:
         build = builds[f"{kind}-{r}"]
         indexes = [0] if kind.endswith("-1") else everyone
-        if kind.startswith("fab"):
-            wall, phases = fab_deploy(fleet, key, build, indexes)
+        if kind.startswith(("fab", "floor")):
+            deploy = fab_deploy if kind.startswith("fab") else floor_deploy
+            wall, phases = deploy(fleet, key, build, indexes)
             results.setdefault(f"{kind}-phases", []).extend(phases)
         else:
             limit = "bbq-1" if kind.endswith("-1") else "bbq"
@@ -313,8 +420,17 @@ def summary(results: dict, hosts: int, rounds: int) -> None:
         )
     if "ansible-1" in results:
         line(f"ansible-playbook {hosts} hosts / 1 host", ratios("ansible-all", "ansible-1"), "")
-    for kind in ("fab-1", "fab-all"):
-        print(f"{kind} phases, median seconds per host: {median_phases(results[kind + '-phases'])}")
+    if "floor-all" in results:
+        line(
+            f"floor (host work alone, no SSH) {hosts} hosts / 1 host",
+            ratios("floor-all", "floor-1"),
+            "the hosts' own contention",
+        )
+        line(f"fab deploy / floor, {hosts} hosts", ratios("fab-all", "floor-all"), "")
+    for kind in ("fab-1", "fab-all", "floor-1", "floor-all"):
+        if kind in results:
+            each = median_phases(results[kind + "-phases"])
+            print(f"{kind} phases, median seconds per host: {each}")
 
 
 def main() -> None:
@@ -326,6 +442,11 @@ def main() -> None:
     parser.add_argument("--no-ansible", action="store_true", help="fab deploy only")
     parser.add_argument("--profile", action="store_true", help="one profiled deploy at the end")
     parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="time the host work alone too (the same deploy through nsenter: no SSH, no Fabric)",
+    )
+    parser.add_argument(
         "--ansible-one", action="store_true", help="time Ansible on 1 host too (its own scaling)"
     )
     args = parser.parse_args()
@@ -336,7 +457,7 @@ def main() -> None:
             bin_dir = ansible_venv()
             print(f"ansible-lint --profile production {PLAYBOOK.name}: {lint(bin_dir)}")
         rootfs = args.rootfs or rest_rootfs(work, work / "store")
-        kinds = ["fab-1", "fab-all"]
+        kinds = ["fab-1", "fab-all"] + (["floor-1", "floor-all"] if args.floor else [])
         kinds += [] if args.no_ansible else ["ansible-all"]
         kinds += ["ansible-1"] if args.ansible_one and not args.no_ansible else []
         names = [f"{k}-{r}" for r in range(args.rounds) for k in kinds]

@@ -419,6 +419,8 @@ def test_reinstall_py_installs_a_clone_as_pip_does(tmp_path):
     pip = "-m pip install -q --no-index --no-deps --disable-pip-version-check"
     assert sh(f"{base}/bin/python {pip} {tmp_path / old}").returncode == 0
     before = files_of(base)
+    (tmp_path / "pool").mkdir()
+    helper = Path(shutil.copy(installer_wheel(), tmp_path / "pool"))
     clones, scripts_run = {}, {}
     for how in ("pip", "reinstall"):
         clone = tmp_path / how
@@ -430,11 +432,11 @@ def test_reinstall_py_installs_a_clone_as_pip_does(tmp_path):
             command = f"{clone}/bin/python {pip} --force-reinstall {tmp_path / new}"
         else:
             program = scripts.text("reinstall.py")
-            command = (
-                f"{clone}/bin/python -c {shlex.quote(program)} {installer_wheel()} {tmp_path / new}"
-            )
+            command = f"{clone}/bin/python -c {shlex.quote(program)} {helper} bbq {tmp_path / new}"
         run = sh(command)
         assert run.returncode == 0, run.stdout + run.stderr
+        if how == "reinstall":
+            assert run.stdout == "0.3.0\n"  # the app imported, its installed version
         script = (clone / "bin" / "bbq-rest").read_text()
         assert script.startswith(f"#!{clone}/bin/python"), script
         scripts_run[how] = sh(str(clone / "bin" / "bbq-rest")).stdout
@@ -454,3 +456,5 @@ def test_reinstall_py_installs_a_clone_as_pip_does(tmp_path):
     assert (record / "INSTALLER").read_text() == "bbq-fab\n"
     assert not list(site.glob("bbq-0.2.0.dist-info"))
     assert not list(site.glob("installer*"))  # imported from its wheel, not installed
+    unpacked = tmp_path / "pool" / f".{INSTALLER[: -len('.whl')]}"
+    assert list(unpacked.glob("installer/__pycache__/*.pyc"))  # unpacked once, byte-compiled

@@ -31,7 +31,7 @@ requires() {
 for wheel in $link; do
     ln -f "$pool/$wheel" "$stage/$wheel"
 done
-check=yes
+check=yes installed=
 case $mode in
 clone)
     rm -rf "$target"
@@ -54,14 +54,18 @@ clone)
     helper=$pool/$installer
     [ ! -f "$stage/$installer" ] || helper=$stage/$installer
     fast=0
-    "$target/bin/python" -c "$(reinstall_py)" "$helper" "${wheels[@]}" || fast=$?
+    # It imports the app and prints its version too (the check below, one Python fewer).
+    installed=$("$target/bin/python" -c "$(reinstall_py)" "$helper" "$app" "${wheels[@]}") \
+        || fast=$?
     if [ "$fast" = 3 ]; then
+        installed=
         "$target/bin/python" "${pip[@]}" install "${offline[@]}" --no-deps --force-reinstall \
             "${wheels[@]}"
     elif [ "$fast" != 0 ]; then
         exit "$fast"
     fi
     if [ -n "$remove" ]; then
+        installed=
         # The names are a space-separated list (distribution names: no blanks, no globs).
         # shellcheck disable=SC2086
         "$target/bin/python" "${pip[@]}" uninstall --yes $remove
@@ -91,9 +95,11 @@ for unit in "$@"; do
             echo "$unit: ${program#"$current"/} missing in the new release" >&2; exit 1; } ;;
     esac
 done
-installed=$("$target/bin/python" -c \
-    'import importlib, importlib.metadata as m, sys; importlib.import_module(sys.argv[1]); print(m.version(sys.argv[1]))' \
-    "$app")
+if [ -z "${installed:-}" ]; then
+    installed=$("$target/bin/python" -c \
+        'import importlib, importlib.metadata as m, sys; importlib.import_module(sys.argv[1]); print(m.version(sys.argv[1]))' \
+        "$app")
+fi
 lap check
 # WHEELS (sha256sum lines): what the release is built from.
 echo "$manifest" > "$target/WHEELS"

@@ -1,28 +1,37 @@
 """Reinstall wheels into a hard-linked clone of a venv with pypa/installer: pip's result for
-the app's own wheels, pip's start-up spared.
+the app's own wheels, pip's start-up spared; then import the app and print its version.
 
 Run by install.sh with the new release's Python in a clone (hard links of the base release)::
 
-    $target/bin/python -c "$(reinstall_py)" INSTALLER_WHEEL WHEEL...
+    $target/bin/python -c "$(reinstall_py)" INSTALLER_WHEEL APP WHEEL...
 
-INSTALLER_WHEEL is the pinned ``installer`` wheel from the host's pool (imported from the
-zip; bake.fleet.shipment.INSTALLER), never installed into the venv. Each WHEEL replaces its
-distribution, as pip's ``install --force-reinstall --no-deps`` does: the old distribution's
-files (its RECORD, and their byte-code) unlinked, then the wheel installed by
-``installer.install`` into the venv's scheme (scripts naming this Python, modules
-byte-compiled, RECORD, INSTALLER ``bbq-fab`` and REQUESTED written). installer never
-overwrites a file (``overwrite_existing`` off): every file it writes is a new one, never one
-written through a hard link shared with the base release.
+INSTALLER_WHEEL is the pinned ``installer`` wheel from the host's pool (bake.fleet.shipment.
+INSTALLER), never installed into the venv: its modules are unpacked once beside it (a
+hidden directory, byte-compiled: a zip's modules would be compiled at every import) and
+imported from there. Each WHEEL replaces its distribution, as pip's ``install
+--force-reinstall --no-deps`` does: the old distribution's files (its RECORD, and their
+byte-code) unlinked, then the wheel installed by ``installer.install`` into the venv's
+scheme (scripts naming this Python, modules byte-compiled, RECORD, INSTALLER ``bbq-fab``
+and REQUESTED written). installer never overwrites a file (``overwrite_existing`` off):
+every file it writes is a new one, never one written through a hard link shared with the
+base release. Last, APP is imported and its installed version printed (install.sh's check,
+in this Python rather than another one started for it).
 
 Only for universal wheels (``py3-none-any``): given any other, it changes nothing and exits
 3, and install.sh runs pip instead (pip checks a wheel's tags against the host).
 """
 
+import compileall
+import importlib
+import importlib.metadata
 import importlib.util
 import os
 import re
+import shutil
 import sys
 import sysconfig
+import tempfile
+import zipfile
 
 # main's exit status when a wheel is not one for it (install.sh then runs pip instead).
 NOT_SIMPLE = 3
@@ -111,16 +120,36 @@ def reinstall(wheel):
         install(source, destination, additional_metadata=METADATA)
 
 
+def unpacked(helper):
+    """The directory of the installer wheel's modules, unpacked beside it once."""
+    directory, name = os.path.split(os.path.abspath(helper))
+    target = os.path.join(directory, f".{name[: -len('.whl')]}")
+    if not os.path.isdir(target):
+        partial = tempfile.mkdtemp(prefix=".unpacking-", dir=directory)
+        with zipfile.ZipFile(helper) as archive:
+            archive.extractall(partial, [n for n in archive.namelist() if n.endswith(".py")])
+        compileall.compile_dir(partial, quiet=2, ddir=target)
+        try:
+            os.rename(partial, target)
+        except OSError:  # made meanwhile
+            shutil.rmtree(partial)
+    return target
+
+
 def main(argv):
-    """``INSTALLER_WHEEL WHEEL...``: exit 3 (nothing changed) unless every wheel is universal."""
-    if len(argv) < 2:
-        raise SystemExit("usage: reinstall.py INSTALLER_WHEEL WHEEL...")
-    helper, wheels = argv[0], argv[1:]
+    """``INSTALLER_WHEEL APP WHEEL...``: exit 3 (nothing changed) unless every wheel is
+    universal; else print APP's installed version."""
+    if len(argv) < 3:
+        raise SystemExit("usage: reinstall.py INSTALLER_WHEEL APP WHEEL...")
+    helper, app, wheels = argv[0], argv[1], argv[2:]
     if not all(UNIVERSAL.match(os.path.basename(w)) for w in wheels):
         return NOT_SIMPLE
-    sys.path.insert(0, helper)
+    sys.path.insert(0, unpacked(helper))
     for wheel in wheels:
         reinstall(wheel)
+    importlib.invalidate_caches()
+    importlib.import_module(app)
+    print(importlib.metadata.version(app))
     return 0
 
 
