@@ -39,6 +39,12 @@ LOG = logging.getLogger("bbq.job")
 
 
 # -- executor side ------------------------------------------------------------------------
+# While the store's writer is idle, a partition hands it what it has normalised once it holds
+# this many packets (checked every IDLE_CHECK_ROWS rows) instead of a whole write batch.
+IDLE_FLUSH_ROWS = 500
+IDLE_CHECK_ROWS = 100
+
+
 def normalise_row(value, received, msgid, now: dt.datetime, max_bytes: int, position: str):
     """(packet, None) or (None, dead letter) for one source row; never raises."""
     if value is not None:  # the common case inline: normalise without dead-letter work
@@ -71,6 +77,8 @@ def store_rows(settings: dict, max_bytes: int, batch_id: int, index: int, rows) 
     one is being normalised.
     """
     started = time.monotonic()
+    started_at = time.time()
+    first_row = first_write = None
     store = Store(**settings)
     chunk_size = store.write_batch_size
     new: collections.Counter = collections.Counter()
@@ -92,6 +100,8 @@ def store_rows(settings: dict, max_bytes: int, batch_id: int, index: int, rows) 
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         now = dt.datetime.now(dt.UTC)  # for sources without a per-message receive time
         for n, (value, received, msgid) in enumerate(rows, 1):
+            if first_row is None:
+                first_row = time.monotonic() - started
             doc, bad = normalise_row(
                 value, received, msgid, now, max_bytes, f"{batch_id}:{index}:{n}"
             )
@@ -99,11 +109,22 @@ def store_rows(settings: dict, max_bytes: int, batch_id: int, index: int, rows) 
                 dead.append(bad)
                 continue
             good.append(doc)
-            if len(good) >= chunk_size:
+            # A full chunk goes to the writer; so does a smaller one when the writer is idle
+            # (the batch's start): the store starts at once instead of after a whole chunk
+            # is normalised, and the chunks grow to full size while it writes.
+            if len(good) >= chunk_size or (
+                not n % IDLE_CHECK_ROWS
+                and len(good) >= IDLE_FLUSH_ROWS
+                and (not pending or pending[-1].done())
+            ):
+                if first_write is None:
+                    first_write = time.monotonic() - started
                 pending.append(pool.submit(store.insert_packets, good))
                 good = []
                 drain(keep=1)
         if good:
+            if first_write is None:
+                first_write = time.monotonic() - started
             pending.append(pool.submit(store.insert_packets, good))
         drain(keep=0)
     dead_new = store.write_dead_letters(dead) if dead else 0
@@ -117,6 +138,11 @@ def store_rows(settings: dict, max_bytes: int, batch_id: int, index: int, rows) 
         "recount": store.retried,
         "seconds": time.monotonic() - started,
         "waited_for_store": waited,
+        # The partition's timeline, for the driver's per-batch log: when it started (epoch
+        # seconds), and how long after that its first row came and its first write went.
+        "started_at": started_at,
+        "first_row": first_row or 0.0,
+        "first_write": first_write or 0.0,
     }
 
 
@@ -313,6 +339,7 @@ class BatchWriter:
 
     def __call__(self, df, batch_id: int) -> None:
         started = time.monotonic()
+        started_at = time.time()
         parts, retried = self._store_batch(df, batch_id)
         n = sum(p["records"] for p in parts)
         if n == 0:
@@ -360,12 +387,20 @@ class BatchWriter:
             f" ({', '.join(f'{k}: {v}' for k, v in sorted(reasons.items()))})" if reasons else "",
             seconds,
         )
+        first = min(p.get("started_at", started_at) for p in parts)
+        last = max(p.get("started_at", started_at) + p["seconds"] for p in parts)
         LOG.debug(
-            "batch %d: slowest of %d partitions %.2f s, %.2f s of it waiting for the store",
+            "batch %d: partitions started %.2f s into the batch; slowest of %d partitions "
+            "%.2f s (first row after %.2f s, first write after %.2f s, %.2f s waiting for "
+            "the store); %.2f s after the last one ended",
             batch_id,
+            first - started_at,
             len(parts),
             slowest["seconds"],
+            slowest.get("first_row", 0.0),
+            slowest.get("first_write", 0.0),
             slowest["waited_for_store"],
+            started_at + seconds - last,
         )
 
 
