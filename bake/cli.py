@@ -13,8 +13,9 @@ import os
 import shlex
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
+
+from cliff import _argparse, app, command, commandmanager
 
 from bake import resources, ui
 from bake import spec as specs
@@ -345,218 +346,389 @@ def cmd_stack(args: argparse.Namespace) -> int:
     return stack.command(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from bake.cloud import commands as cloud_commands
-    from bake.cloud import stack as stack_commands
-    from bake.matrix import commands as matrix_commands
+# -- the commands, on cliff --------------------------------------------------------------
 
-    parser = Parser(
-        prog="bake",
-        description=__doc__.splitlines()[0],
-        epilog=__doc__.split("\n\n")[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"bake {resources.version()}")
-    logging_options(parser, top=True)
-    parser.add_argument(
-        "--elements-dir",
-        help="our elements (default: elements/ of the spec's checkout, else of the current "
-        "directory, else the ones shipped with bake)",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, func: Callable[[argparse.Namespace], int], help: str):
-        p = sub.add_parser(name, help=help, description=help)
-        p.set_defaults(func=func)
-        logging_options(p, top=False)  # also after the command, as the openstack CLI takes them
-        return p
-
-    def output_option(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--output",
-            default=os.environ.get("BBQ_ARTIFACTS", "artifacts"),
-            help="artifact store (default: $BBQ_ARTIFACTS or ./artifacts)",
-        )
-
-    def partition_options(p: argparse.ArgumentParser) -> None:
-        group = p.add_mutually_exclusive_group()
-        group.add_argument(
-            "--plain",
-            dest="partitioned",
-            action="store_false",
-            default=None,
-            help="plain filesystem image + kernel/initrd (no device-mapper needed)",
-        )
-        group.add_argument(
-            "--partitioned",
-            dest="partitioned",
-            action="store_true",
-            help="partitioned disk image (vm element; needs device-mapper)",
-        )
-
-    p = command("validate", cmd_validate, "check specs; report every problem, build nothing")
-    p.add_argument("specs", nargs="*", metavar="SPEC", help="default: image-specs/*.yaml")
-    ui.add_format_options(p, VALIDATE_COLUMNS)
-
-    p = command("fingerprint", cmd_fingerprint, "print the fingerprint of a spec's build")
-    p.add_argument("spec", metavar="SPEC")
-    ui.json_option(p, "also print every input hashed (as -f json)")
-    ui.add_format_options(p, FINGERPRINT_FIELDS, listing=False)
-    partition_options(p)
-
-    p = command("build", cmd_build, "build a spec's image into the artifact store")
-    p.add_argument("spec", metavar="SPEC")
-    output_option(p)
-    p.add_argument("--dry-run", action="store_true", help="print the command and environment")
-    p.add_argument("--force", action="store_true", help="rebuild even if up to date")
+def _output_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--keep-failed",
+        "--output",
+        default=os.environ.get("BBQ_ARTIFACTS", "artifacts"),
+        help="artifact store (default: $BBQ_ARTIFACTS or ./artifacts)",
+    )
+
+
+def _partition_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--plain",
+        dest="partitioned",
+        action="store_false",
+        default=None,
+        help="plain filesystem image + kernel/initrd (no device-mapper needed)",
+    )
+    group.add_argument(
+        "--partitioned",
+        dest="partitioned",
         action="store_true",
-        help="keep a failed build's directory (log, outputs, diskimage-builder's work "
-        "directory, the image tree of a failed in-target phase) under STORE/.failed; "
-        "the path is printed",
+        help="partitioned disk image (vm element; needs device-mapper)",
     )
-    p.add_argument(
-        "--no-test", action="store_true", help="do not boot the image for its smoke checks"
-    )
-    partition_options(p)
-    p.add_argument("--publish", action="store_true", help="then publish to Glance (bake publish)")
-    ui.add_format_options(p, BUILD_FIELDS, listing=False)
-    cloud_commands.add_publish_options(p)
-    cloud_commands.add_cloud_options(p)
-
-    p = command("test", cmd_test, "boot a built image as an instance and run its smoke checks")
-    p.add_argument("target", metavar="SPEC|ARTIFACT", help="a spec file or an artifact directory")
-    p.add_argument(
-        "--qemu",
-        action="store_true",
-        help="boot the disk image with its own kernel under QEMU instead of systemd-nspawn",
-    )
-    p.add_argument(
-        "--accel",
-        choices=("tcg", "kvm"),
-        default="tcg",
-        help="QEMU accelerator (default tcg: emulation, works without KVM; slower)",
-    )
-    output_option(p)
-    partition_options(p)
-    ui.add_format_options(p, TEST_FIELDS, listing=False)
-
-    p = command("matrix", cmd_matrix, "build the image matrix's rows in parallel, then a table")
-    output_option(p)
-    partition_options(p)
-    matrix_commands.add_arguments(p)
-
-    p = command(
-        "stack",
-        cmd_stack,
-        "the whole stack (stacks/) on Heat, or on this machine with --local: create, update, ...",
-    )
-    stack_commands.add_arguments(p)
-
-    p = command("list", cmd_list, "list the artifacts in the store")
-    output_option(p)
-    ui.json_option(p)
-    ui.add_format_options(p, LIST_COLUMNS)
-
-    p = command("publish", cmd_publish, "upload an artifact to Glance (once per fingerprint)")
-    p.add_argument("target", metavar="ARTIFACT|SPEC", help="artifact directory or spec file")
-    output_option(p)
-    partition_options(p)
-    ui.add_format_options(p, cloud_commands.PUBLISH_FIELDS, listing=False)
-    cloud_commands.add_publish_options(p)
-    cloud_commands.add_cloud_options(p)
-
-    p = command("images", cmd_images, "list the images published to Glance, per spec")
-    p.add_argument("--spec", metavar="NAME", help="only this spec's images")
-    p.add_argument("--hidden", action="store_true", help="also images hidden by --hide-older")
-    ui.json_option(p)
-    ui.add_format_options(p, cloud_commands.IMAGES_COLUMNS)
-    cloud_commands.add_cloud_options(p)
-
-    p = command("prune", cmd_prune, "delete (or deactivate) older published images of a spec")
-    p.add_argument("--spec", metavar="NAME", help="only this spec (default: every spec)")
-    p.add_argument("--keep", type=int, required=True, metavar="N", help="newest images to keep")
-    p.add_argument("--dry-run", action="store_true", help="only say what would be pruned")
-    p.add_argument("--deactivate", action="store_true", help="deactivate instead of delete")
-    p.add_argument("--yes", action="store_true", help="do not ask (needed without a terminal)")
-    p.add_argument(
-        "--allow-age-only",
-        action="store_true",
-        help="prune by age alone when the cloud has no compute service to ask what is in use",
-    )
-    cloud_commands.add_cloud_options(p)
-    ui.add_format_options(p, cloud_commands.PRUNE_COLUMNS)
-
-    p = command("complete", cmd_complete, "print a bash completion script for bake")
-    p.add_argument("--shell", choices=("bash",), default="bash", help="the shell (bash)")
-    return parser
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse whose usage errors are one line (exit 2), naming the option and the value."""
+class Parser(_argparse.ArgumentParser):
+    """cliff's argparse whose usage errors are one line (exit 2), naming the option and the
+    value."""
 
     def error(self, message: str):
         message = " ".join(message.split())  # a value with a newline stays on the line
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def logging_options(p: argparse.ArgumentParser, top: bool) -> None:
-    """-v/-q/--debug/--log-file, before the command (``top``) or after it."""
-    unset = {} if top else {"default": argparse.SUPPRESS}
-    group = p.add_argument_group("logging")
-    group.add_argument(
-        "-v",
-        "--verbose",
-        action="count",
-        help="more output (repeatable): -v streams a build's log to stderr as it is written "
-        "and shows the client libraries' warnings, -vv their info",
-        **({"default": 0} if top else unset),
-    )
-    group.add_argument(
-        "-q", "--quiet", action="store_true", help="only warnings and errors on stderr", **unset
-    )
-    group.add_argument(
-        "--debug",
-        action="store_true",
-        help="everything on stderr (keystoneauth's HTTP log, secrets masked) and a traceback "
-        "for unexpected errors",
-        **unset,
-    )
-    group.add_argument("--log-file", metavar="PATH", help="every log record, with times", **unset)
+class BakeCommand(command.Command):
+    """A bake command: :meth:`arguments` adds its options, :meth:`action` runs it with the
+    global options merged in; bake's errors are one line and their exit code, a bug one
+    line and exit 1 (its traceback with --debug and in the --log-file)."""
+
+    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
+        parser = Parser(
+            prog=prog_name,
+            description=self.get_description(),
+            formatter_class=_argparse.SmartHelpFormatter,
+        )
+        self.arguments(parser)
+        return parser
+
+    def arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Add this command's options."""
+
+    def action(self, args: argparse.Namespace) -> int:
+        raise NotImplementedError
+
+    def take_action(self, parsed_args: argparse.Namespace) -> int:
+        args = argparse.Namespace(**vars(_global_options(self.app_args)), **vars(parsed_args))
+        try:
+            return self.action(args)
+        except BakeError as exc:
+            if args.debug:
+                ui.PROGRESS.debug("debug: where the error below was raised:", exc_info=True)
+            for line in exc.lines():
+                ui.error(line)
+            return exc.exit_code
+        except (KeyboardInterrupt, BrokenPipeError):
+            raise
+        except Exception as exc:  # a bug: one line, the traceback with --debug or in --log-file
+            ui.PROGRESS.debug("debug: an unexpected error:", exc_info=True)
+            hint = "" if args.debug else " (--debug shows the traceback)"
+            ui.error(f"unexpected {type(exc).__name__}: {exc}{hint}")
+            return EXIT_FAILED
 
 
-def cmd_complete(args: argparse.Namespace) -> int:
-    from bake import completion
+def _global_options(app_args: argparse.Namespace | None) -> argparse.Namespace:
+    """The options before (or anywhere around) the command, in the names commands read."""
+    level = getattr(app_args, "verbose_level", 1)
+    return argparse.Namespace(
+        verbose=max(level - 1, 0),
+        quiet=level == 0,
+        debug=getattr(app_args, "debug", False),
+        log_file=getattr(app_args, "log_file", None),
+        elements_dir=getattr(app_args, "elements_dir", None),
+    )
 
-    print(completion.bash(build_parser()))
-    return 0
+
+class Validate(BakeCommand):
+    """check specs; report every problem, build nothing"""
+
+    def arguments(self, p):
+        p.add_argument("specs", nargs="*", metavar="SPEC", help="default: image-specs/*.yaml")
+        ui.add_format_options(p, VALIDATE_COLUMNS)
+
+    def action(self, args):
+        return cmd_validate(args)
+
+
+class Fingerprint(BakeCommand):
+    """print the fingerprint of a spec's build"""
+
+    def arguments(self, p):
+        p.add_argument("spec", metavar="SPEC")
+        ui.json_option(p, "also print every input hashed (as -f json)")
+        ui.add_format_options(p, FINGERPRINT_FIELDS, listing=False)
+        _partition_options(p)
+
+    def action(self, args):
+        return cmd_fingerprint(args)
+
+
+class Build(BakeCommand):
+    """build a spec's image into the artifact store"""
+
+    def arguments(self, p):
+        from bake.cloud import commands as cloud_commands
+
+        p.add_argument("spec", metavar="SPEC")
+        _output_option(p)
+        p.add_argument("--dry-run", action="store_true", help="print the command and environment")
+        p.add_argument("--force", action="store_true", help="rebuild even if up to date")
+        p.add_argument(
+            "--keep-failed",
+            action="store_true",
+            help="keep a failed build's directory (log, outputs, diskimage-builder's work "
+            "directory, the image tree of a failed in-target phase) under STORE/.failed; "
+            "the path is printed",
+        )
+        p.add_argument(
+            "--no-test", action="store_true", help="do not boot the image for its smoke checks"
+        )
+        _partition_options(p)
+        p.add_argument(
+            "--publish", action="store_true", help="then publish to Glance (bake publish)"
+        )
+        ui.add_format_options(p, BUILD_FIELDS, listing=False)
+        cloud_commands.add_publish_options(p)
+        cloud_commands.add_cloud_options(p)
+
+    def action(self, args):
+        return cmd_build(args)
+
+
+class Test(BakeCommand):
+    """boot a built image as an instance and run its smoke checks"""
+
+    def arguments(self, p):
+        p.add_argument(
+            "target", metavar="SPEC|ARTIFACT", help="a spec file or an artifact directory"
+        )
+        p.add_argument(
+            "--qemu",
+            action="store_true",
+            help="boot the disk image with its own kernel under QEMU instead of systemd-nspawn",
+        )
+        p.add_argument(
+            "--accel",
+            choices=("tcg", "kvm"),
+            default="tcg",
+            help="QEMU accelerator (default tcg: emulation, works without KVM; slower)",
+        )
+        _output_option(p)
+        _partition_options(p)
+        ui.add_format_options(p, TEST_FIELDS, listing=False)
+
+    def action(self, args):
+        return cmd_test(args)
+
+
+class Matrix(BakeCommand):
+    """build the image matrix's rows in parallel, then a table"""
+
+    def arguments(self, p):
+        from bake.matrix import commands as matrix_commands
+
+        _output_option(p)
+        _partition_options(p)
+        matrix_commands.add_arguments(p)
+
+    def action(self, args):
+        return cmd_matrix(args)
+
+
+class Stack(BakeCommand):
+    """the whole stack (stacks/) on Heat, or on this machine with --local: create, update, ..."""
+
+    def arguments(self, p):
+        from bake.cloud import stack as stack_commands
+
+        stack_commands.add_arguments(p)
+
+    def action(self, args):
+        return cmd_stack(args)
+
+
+class List(BakeCommand):
+    """list the artifacts in the store"""
+
+    def arguments(self, p):
+        _output_option(p)
+        ui.json_option(p)
+        ui.add_format_options(p, LIST_COLUMNS)
+
+    def action(self, args):
+        return cmd_list(args)
+
+
+class Publish(BakeCommand):
+    """upload an artifact to Glance (once per fingerprint)"""
+
+    def arguments(self, p):
+        from bake.cloud import commands as cloud_commands
+
+        p.add_argument("target", metavar="ARTIFACT|SPEC", help="artifact directory or spec file")
+        _output_option(p)
+        _partition_options(p)
+        ui.add_format_options(p, cloud_commands.PUBLISH_FIELDS, listing=False)
+        cloud_commands.add_publish_options(p)
+        cloud_commands.add_cloud_options(p)
+
+    def action(self, args):
+        return cmd_publish(args)
+
+
+class Images(BakeCommand):
+    """list the images published to Glance, per spec"""
+
+    def arguments(self, p):
+        from bake.cloud import commands as cloud_commands
+
+        p.add_argument("--spec", metavar="NAME", help="only this spec's images")
+        p.add_argument("--hidden", action="store_true", help="also images hidden by --hide-older")
+        ui.json_option(p)
+        ui.add_format_options(p, cloud_commands.IMAGES_COLUMNS)
+        cloud_commands.add_cloud_options(p)
+
+    def action(self, args):
+        return cmd_images(args)
+
+
+class Prune(BakeCommand):
+    """delete (or deactivate) older published images of a spec"""
+
+    def arguments(self, p):
+        from bake.cloud import commands as cloud_commands
+
+        p.add_argument("--spec", metavar="NAME", help="only this spec (default: every spec)")
+        p.add_argument("--keep", type=int, required=True, metavar="N", help="newest images to keep")
+        p.add_argument("--dry-run", action="store_true", help="only say what would be pruned")
+        p.add_argument("--deactivate", action="store_true", help="deactivate instead of delete")
+        p.add_argument("--yes", action="store_true", help="do not ask (needed without a terminal)")
+        p.add_argument(
+            "--allow-age-only",
+            action="store_true",
+            help="prune by age alone when the cloud has no compute service to ask what is in use",
+        )
+        cloud_commands.add_cloud_options(p)
+        ui.add_format_options(p, cloud_commands.PRUNE_COLUMNS)
+
+    def action(self, args):
+        return cmd_prune(args)
+
+
+class Complete(BakeCommand):
+    """print a bash completion script for bake"""
+
+    def arguments(self, p):
+        p.add_argument("--shell", choices=("bash",), default="bash", help="the shell (bash)")
+
+    def action(self, args):
+        from bake import completion
+
+        app = self.app if self.app is not None else BakeApp()
+        print(completion.bash(app.parser, command_parsers(app)))
+        return 0
+
+
+# The one table of bake's commands (cliff's CommandManager reads it; so do the docs, the
+# bash completion and `bake help`).
+COMMANDS: dict[str, type[BakeCommand]] = {
+    "validate": Validate,
+    "fingerprint": Fingerprint,
+    "build": Build,
+    "test": Test,
+    "matrix": Matrix,
+    "stack": Stack,
+    "list": List,
+    "publish": Publish,
+    "images": Images,
+    "prune": Prune,
+    "complete": Complete,
+}
+
+
+class BakeApp(app.App):
+    """``bake`` on cliff: its global options (``--version``, ``-v/-q/--debug/--log-file``,
+    ``--elements-dir``), anywhere on the line as the openstack CLI takes them; bake's
+    logging; one-line errors for an unknown command or no command at all."""
+
+    NAME = "bake"
+
+    def __init__(self):
+        manager = commandmanager.CommandManager("bake.cli")
+        for name, command_class in COMMANDS.items():
+            manager.add_command(name, command_class)
+        super().__init__(
+            description=__doc__.splitlines()[0],
+            version=resources.version(),
+            command_manager=manager,
+            deferred_help=True,
+        )
+        manager.add_command("complete", Complete)  # ours completes values and files too
+
+    def build_option_parser(self, description, version, argparse_kwargs=None):
+        parser = super().build_option_parser(
+            description,
+            version,
+            {
+                "allow_abbrev": False,  # `--out` of a command is not a global option's prefix
+                "epilog": __doc__.split("\n\n")[1],
+                "formatter_class": argparse.RawDescriptionHelpFormatter,
+                "prog": self.NAME,
+            },
+        )
+        parser.__class__ = Parser  # one-line usage errors here too
+        for action in parser._actions:
+            if isinstance(action, argparse._VersionAction):
+                action.version = f"{self.NAME} {version}"
+        parser.add_argument(
+            "--elements-dir",
+            help="our elements (default: elements/ of the spec's checkout, else of the current "
+            "directory, else the ones shipped with bake)",
+        )
+        return parser
+
+    def configure_logging(self) -> None:
+        options = _global_options(self.options)
+        try:
+            ui.configure_logging(options.verbose, options.quiet, options.debug, options.log_file)
+        except InputError as exc:  # a bad --log-file: one line, before any command runs
+            ui.error(str(exc))
+            raise SystemExit(exc.exit_code) from None
+
+    def interact(self) -> None:
+        self.parser.error("a command is required: " + ", ".join(COMMANDS))
+
+    def run_subcommand(self, argv: list[str]) -> int:
+        try:
+            self.command_manager.find_command(argv)
+        except ValueError:
+            close = self.get_fuzzy_matches(argv[0])
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            ui.error(f"{argv[0]!r} is not a bake command{hint} (see bake --help)")
+            return EXIT_BAD_INPUT
+        return super().run_subcommand(argv)
+
+
+def command_parsers(bake: BakeApp) -> dict[str, argparse.ArgumentParser]:
+    """Each command's parser, by name (the docs and the completion read them)."""
+    return {
+        name: command_class(bake, None, cmd_name=name).get_parser(f"bake {name}")
+        for name, command_class in COMMANDS.items()
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        ui.configure_logging(args.verbose, args.quiet, args.debug, args.log_file)
-        return args.func(args)
-    except BakeError as exc:
-        if args.debug:
-            ui.PROGRESS.debug("debug: where the error below was raised:", exc_info=True)
-        for line in exc.lines():
-            ui.error(line)
-        return exc.exit_code
+        code = BakeApp().run(argv)
+    except SystemExit as exc:  # argparse: --version, --help, a usage error
+        code = exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        return 128 + signal.SIGINT
+        code = 128 + signal.SIGINT
     except BrokenPipeError:
-        # The reader went away (`bake list | head`): end quietly, as the shell's own tools do
-        # when SIGPIPE ends them, and keep Python from complaining when it flushes stdout.
+        code = 128 + signal.SIGPIPE
+    if code == 128 + signal.SIGPIPE:
+        # The reader went away (`bake list | head`; cliff returns 141 for it): end quietly,
+        # as the shell's own tools do when SIGPIPE ends them, and keep Python from
+        # complaining when it flushes stdout.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 128 + signal.SIGPIPE
-    except Exception as exc:  # a bug: one line, the traceback with --debug or in --log-file
-        ui.PROGRESS.debug("debug: an unexpected error:", exc_info=True)
-        hint = "" if args.debug else " (--debug shows the traceback)"
-        ui.error(f"unexpected {type(exc).__name__}: {exc}{hint}")
-        return EXIT_FAILED
+    return code
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""``bake complete``: a bash completion script made from the command line's own parser (as
+"""``bake complete``: a bash completion script made from the command line's own parsers (as
 ``openstack complete`` makes one from its commands).
 
 It completes the commands, each command's options (and ``bake stack``'s actions), the
@@ -38,11 +38,11 @@ def _choices(parser: argparse.ArgumentParser, prefix: str) -> list[str]:
     return branches
 
 
-def bash(parser: argparse.ArgumentParser) -> str:
-    """The completion script for ``parser``'s program."""
+def bash(parser: argparse.ArgumentParser, commands: dict[str, argparse.ArgumentParser]) -> str:
+    """The completion script for ``parser``'s program and its ``commands``' parsers."""
     prog = parser.prog
-    commands = _subparsers(parser)
-    options = [f"        '') words={shlex.quote(' '.join(_words(parser)))} ;;"]
+    top = [*_words(parser), *commands]
+    options = [f"        '') words={shlex.quote(' '.join(top))} ;;"]
     values = _choices(parser, "")
     for name, sub in commands.items():
         options.append(f"        {name}) words={shlex.quote(' '.join(_words(sub)))} ;;")

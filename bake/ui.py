@@ -15,7 +15,7 @@ Example::
 from __future__ import annotations
 
 import argparse
-import csv
+import functools
 import json
 import logging
 import sys
@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
-import yaml
+from cliff.columns import FormattableColumn
 
 from bake.errors import InputError
 
@@ -62,25 +62,36 @@ def binary_size(n: float) -> str:
     return str(n)
 
 
-# -- output formats (as the openstack CLI's -f/-c) ------------------------------------------
+# -- output formats: cliff's formatters (the openstack CLI's own -f/-c) ---------------------
 
-FORMATS = ("table", "json", "yaml", "value", "csv")
+LIST_FORMATTERS = "cliff.formatter.list"  # table, json, yaml, value, csv
+SHOW_FORMATTERS = "cliff.formatter.show"  # table, json, yaml, value, shell
 Display = Callable[[Any], str]
+
+
+@functools.cache
+def _formatters(namespace: str) -> dict[str, Any]:
+    """cliff's formatter plugins of ``namespace`` (stevedore entry points), by name."""
+    from stevedore import ExtensionManager
+
+    return {e.name: e.obj for e in ExtensionManager(namespace, invoke_on_load=True)}
 
 
 def add_format_options(
     parser: argparse.ArgumentParser, columns: Sequence[str], listing: bool = True
 ) -> None:
-    """``-f/--format``, ``-c/--column``, ``--noindent`` and, for a ``listing``,
-    ``--sort-column`` and ``--sort-ascending/--sort-descending``, spelled as the openstack
-    CLI spells them. A bad format or column is argparse's one-line usage error (exit 2).
+    """``-f/--format``, ``-c/--column``, each formatter's own options (``--noindent``,
+    ``--max-width``, ``--quote``...) and, for a ``listing``, ``--sort-column`` and
+    ``--sort-ascending/--sort-descending``: cliff's formatters, spelled as the openstack CLI
+    spells them. A bad format or column is argparse's one-line usage error (exit 2).
     Empty ``columns``: the record's keys are only known when it is read (a stack's outputs);
     a column it lacks is then an InputError from :func:`emit_record`."""
+    formatters = _formatters(LIST_FORMATTERS if listing else SHOW_FORMATTERS)
     group = parser.add_argument_group("output formatters")
     group.add_argument(
         "-f",
         "--format",
-        choices=FORMATS,
+        choices=sorted(formatters),
         help="output format (default: table" + ("" if listing else ", or a human summary") + ")",
     )
     group.add_argument(
@@ -95,7 +106,8 @@ def add_format_options(
         if columns
         else "show only this field (repeatable)",
     )
-    group.add_argument("--noindent", action="store_true", help="json: no indentation")
+    for formatter in formatters.values():
+        formatter.add_argument_group(parser)
     if listing:
         group.add_argument(
             "--sort-column",
@@ -134,7 +146,8 @@ def emit_list(
     brief: Sequence[str] | None = None,
     stream: TextIO | None = None,
 ) -> None:
-    """Print ``rows`` (dicts keyed by column) in ``args.format`` (default table).
+    """Print ``rows`` (dicts keyed by column) with cliff's formatter ``args.format``
+    (default table).
 
     Machine formats (json, yaml, csv, value) carry the raw values of every column; the table
     shows the ``brief`` columns (default: all), each cell through ``display[column]``.
@@ -143,14 +156,10 @@ def emit_list(
     fmt = getattr(args, "format", None) or "table"
     rows = _sorted(list(rows), getattr(args, "sort_column", None) or [], args)
     chosen = _chosen(args, columns, brief if fmt == "table" else None)
-    if fmt in ("json", "yaml"):
-        _dump(args, [{c: row.get(c) for c in chosen} for row in rows], fmt, stream)
-        return
-    if fmt == "table":
-        cells = [[_cell(row.get(c), (display or {}).get(c)) for c in chosen] for row in rows]
-        _write(table(chosen, cells), stream)
-    else:
-        _write_text([[row.get(c) for c in chosen] for row in rows], chosen, fmt, stream)
+    text = fmt in ("csv", "value")  # nested values as compact JSON, not Python's repr
+    data = [[_Cell(row.get(c), (display or {}).get(c), text) for c in chosen] for row in rows]
+    formatter = _formatters(LIST_FORMATTERS)[fmt]
+    formatter.emit_list(chosen, data, stream or sys.stdout, _options(args, LIST_FORMATTERS))
 
 
 def emit_record(
@@ -159,16 +168,46 @@ def emit_record(
     display: dict[str, Display] | None = None,
     stream: TextIO | None = None,
 ) -> None:
-    """Print one record in ``args.format`` (default table: a field/value table)."""
+    """Print one record with cliff's formatter ``args.format`` (default table: a
+    field/value table)."""
     fmt = getattr(args, "format", None) or "table"
     chosen = _chosen(args, list(record), None)
-    if fmt in ("json", "yaml"):
-        _dump(args, {c: record[c] for c in chosen}, fmt, stream)
-    elif fmt == "table":
-        cells = [(c, _cell(record[c], (display or {}).get(c))) for c in chosen]
-        _write(table(("field", "value"), cells), stream)
-    else:
-        _write_text([[record[c] for c in chosen]], chosen, fmt, stream)
+    text = fmt in ("csv", "value", "shell")  # nested values as compact JSON, not Python's repr
+    data = [_Cell(record[c], (display or {}).get(c), text) for c in chosen]
+    formatter = _formatters(SHOW_FORMATTERS)[fmt]
+    formatter.emit_one(chosen, data, stream or sys.stdout, _options(args, SHOW_FORMATTERS))
+
+
+def _options(args: argparse.Namespace, namespace: str) -> argparse.Namespace:
+    """``args`` with the defaults of every formatter option it lacks (a caller whose parser
+    did not add them)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    for formatter in _formatters(namespace).values():
+        formatter.add_argument_group(parser)
+    defaults = vars(parser.parse_args([]))
+    return argparse.Namespace(**{**defaults, **vars(args)})
+
+
+class _Cell(FormattableColumn):
+    """One value for cliff's formatters: the raw value for machine formats (JSON-safe; for
+    the ``text`` ones, csv and value, a nested value as compact JSON), ``display(value)``
+    in a table (``-`` for none, nested values as compact JSON)."""
+
+    def __init__(self, value: Any, display: Display | None, text: bool = False):
+        super().__init__(value)
+        self.display, self.text = display, text
+
+    def human_readable(self) -> str:
+        if self.display is not None:
+            return self.display(self._value)
+        return "-" if self._value is None else _plain(self._value)
+
+    def machine_readable(self) -> Any:
+        if isinstance(self._value, str | int | float | bool) or self._value is None:
+            return self._value
+        if self.text:
+            return _plain(self._value)
+        return json.loads(json.dumps(self._value, default=str))
 
 
 def _chosen(args: argparse.Namespace, columns: Sequence[str], brief: Sequence[str] | None):
@@ -199,46 +238,12 @@ def _sorted(rows: list[dict[str, Any]], keys: Sequence[str], args: argparse.Name
 
 
 def _plain(value: Any) -> str:
-    """A cell of a text format: nested values as compact JSON, None as empty."""
+    """A cell of a table: nested values as compact JSON, None as empty."""
     if value is None:
         return ""
     if isinstance(value, dict | list | tuple):
         return json.dumps(value, sort_keys=True, default=str)
     return str(value)
-
-
-def _cell(value: Any, display: Display | None) -> str:
-    if display is not None:
-        return display(value)
-    return "-" if value is None else _plain(value)
-
-
-def _dump(args: argparse.Namespace, data: Any, fmt: str, stream: TextIO | None) -> None:
-    if fmt == "json":
-        indent = None if getattr(args, "noindent", False) else 2
-        _write(json.dumps(data, indent=indent, default=str), stream)
-    else:
-        _write(yaml.safe_dump(_yaml_safe(data), sort_keys=False).rstrip("\n"), stream)
-
-
-def _yaml_safe(data: Any) -> Any:
-    """What safe_dump accepts: tuples as lists, anything unusual as text."""
-    return json.loads(json.dumps(data, default=str))
-
-
-def _write_text(rows: list[list[Any]], header: Sequence[str], fmt: str, stream) -> None:
-    out = stream or sys.stdout
-    if fmt == "csv":
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows([[_plain(v) for v in row] for row in rows])
-    else:  # value: the values of each row, space-separated, no header
-        for row in rows:
-            print(" ".join(_plain(v) for v in row), file=out)
-
-
-def _write(text: str, stream: TextIO | None) -> None:
-    print(text, file=stream or sys.stdout)
 
 
 # -- logging (as the openstack CLI's -v/-q/--debug/--log-file) --------------------------------
@@ -310,6 +315,9 @@ def configure_logging(verbose: int = 0, quiet: bool = False, debug: bool = False
         _installed.append(file_handler)
         root.addHandler(file_handler)
     root.setLevel(logging.DEBUG if log_file else min(ours, others))
+    # cliff loads its formatters through stevedore, which logs each entry point it finds:
+    # quiet, as osc-lib quiets it for the openstack CLI.
+    logging.getLogger("stevedore").setLevel(logging.ERROR)
     bake_logger = logging.getLogger("bake")
     bake_logger.setLevel(logging.NOTSET)
     if not bake_logger.handlers:  # keeps auth.quiet_libraries from adding its own

@@ -10,7 +10,7 @@ import pytest
 from bake import build
 from bake.artifacts import Store
 from bake.spec import spec_files
-from tests.support.cli import MIRROR_ENV, run_bake
+from tests.support.cli import MIRROR_ENV, run_bake, table_rows
 from tests.support.paths import REPO
 
 
@@ -188,4 +188,4 @@ def test_list_json_is_machine_readable(tmp_path):
         }
     ]
     table = run_bake("list", "--output", str(tmp_path))
-    assert table.stdout.splitlines()[1].split()[:4] == ["bbq-base", "0.1.0", "ab" * 6, "untested"]
+    assert table_rows(table.stdout)[1][:4] == ["bbq-base", "0.1.0", "ab" * 6, "untested"]

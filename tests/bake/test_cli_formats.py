@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.cli import MIRROR_ENV, run_bake
+from tests.support.cli import MIRROR_ENV, run_bake, table_rows
 
 BASE = ("image-specs/base.yaml", "--plain")
 
@@ -79,11 +79,11 @@ def test_list_in_every_format(store):
     value = run_bake("list", "--output", str(store), "-f", "value", "-c", "name", "-c", "status")
     assert value.stdout == "bbq-base untested\nbbq-rest good\n"
 
-    table = run_bake("list", "--output", str(store)).stdout.splitlines()
-    assert table[0].split() == ["name", "version", "fingerprint", "status", "size", "built"]
-    assert table[2].split()[:5] == ["bbq-rest", "0.1.0", "cd" * 6, "good", "5M"]
+    table = table_rows(run_bake("list", "--output", str(store)).stdout)  # cliff's table
+    assert table[0] == ["name", "version", "fingerprint", "status", "size", "built"]
+    assert table[2][:5] == ["bbq-rest", "0.1.0", "cd" * 6, "good", "5M"]
     with_path = run_bake("list", "--output", str(store), "-c", "name", "-c", "path").stdout
-    assert with_path.splitlines()[1].split() == ["bbq-base", str(store / "bbq-base" / ("ab" * 32))]
+    assert table_rows(with_path)[1] == ["bbq-base", str(store / "bbq-base" / ("ab" * 32))]
 
 
 def test_sort_column(store):
@@ -141,7 +141,7 @@ def test_usage_errors_are_one_line():
     result = run_bake("list", "--no-such-option", "a\nb")
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
-        "bake: error: unrecognized arguments: --no-such-option a b (see bake --help)"
+        "bake list: error: unrecognized arguments: --no-such-option a b (see bake list --help)"
     ]
 
 

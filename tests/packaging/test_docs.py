@@ -90,10 +90,13 @@ def _commands(parser: argparse.ArgumentParser):
 
 
 def test_the_cli_reference_has_every_command_and_option(pages):
-    from bake.cli import build_parser
+    from bake.cli import BakeApp, command_parsers
 
     page = _squash(pages["reference/cli"])
-    commands = list(_commands(build_parser()))
+    app = BakeApp()
+    commands = [app.parser]
+    for parser in command_parsers(app).values():
+        commands += [parser, *_commands(parser)]
     assert {"bake build", "bake validate", "bake stack"} <= {c.prog for c in commands}
     for command in commands:
         assert command.prog in page

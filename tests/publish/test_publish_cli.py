@@ -18,6 +18,7 @@ from bake.artifacts import Store
 from bake.spec import load_spec
 from tests.fixtures.openstack import ADMIN_PASSWORD, CLOUD_NAME, free_port
 from tests.publish.helpers import BAKE, REPO, bake, images_with, make_qcow2
+from tests.support.cli import table_rows
 
 MIRROR_ENV = {  # fixed mirrors: the spec's fingerprint must not depend on this host's apt
     "DIB_DISTRIBUTION_MIRROR": "http://mirror.invalid/debian",
@@ -164,18 +165,18 @@ def test_images_and_prune_commands(make_artifact, cli_env, fake_nova):
     after = bake("images", "--spec", name, "--os-cloud", CLOUD_NAME, env=cli_env)
 
     assert listing.returncode == 0, listing.stderr
-    lines = listing.stdout.splitlines()
+    lines = table_rows(listing.stdout)  # cliff's table
     header = ["spec", "version", "fingerprint", "size", "status", "age", "id", "name", "flags"]
-    assert lines[0].split() == header
-    assert [line.split()[1] for line in lines[1:]] == ["2.0", "1.0"]
-    assert [line.split()[-1] for line in lines[1:]] == ["latest", "-"]
+    assert lines[0] == header
+    assert [line[1] for line in lines[1:]] == ["2.0", "1.0"]
+    assert [line[-1] for line in lines[1:]] == ["latest", "-"]
     # no terminal and no --yes: one line, exit 2, nothing pruned
     assert unconfirmed.returncode == 2 and unconfirmed.stdout == ""
     [line] = unconfirmed.stderr.splitlines()
     assert line.startswith("error: prune: no terminal to confirm on: pass --yes")
     assert dry.returncode == 0 and "would delete" in dry.stdout and "1.0" in dry.stdout
     assert pruned.returncode == 0 and "deleted" in pruned.stdout
-    assert [line.split()[1] for line in after.stdout.splitlines()[1:]] == ["2.0"]
+    assert [line[1] for line in table_rows(after.stdout)[1:]] == ["2.0"]
 
 
 def _bad_cloud(openstack, tmp_path, **auth) -> dict[str, str]:

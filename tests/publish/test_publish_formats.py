@@ -35,7 +35,8 @@ def test_publish_images_and_prune_as_json(make_artifact, openstack, fake_nova, g
     again = bake(
         "publish", str(old.path), *CLOUD, "-f", "value", "-c", "uploaded", "-c", "image_id", env=env
     )
-    assert again.stdout == f"{image['id']} False\n", again.stderr  # the record's order
+    # the record's order, one value a line (as `openstack image show -f value`)
+    assert again.stdout == f"{image['id']}\nFalse\n", again.stderr
 
     time.sleep(1.1)  # Glance's created_at has one-second resolution
     new = make_artifact(name=name, version="2.0", mib=1)

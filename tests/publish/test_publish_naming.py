@@ -14,6 +14,7 @@ import pytest
 
 from tests.fixtures.openstack import CLOUD_NAME
 from tests.publish.helpers import bake
+from tests.support.cli import table_rows
 
 CLOUD = ("--os-cloud", CLOUD_NAME)
 
@@ -76,10 +77,10 @@ def test_rebuilds_of_one_version_get_distinct_names_and_older_is_hidden(
     listed = bake("images", "--spec", name, "--hidden", "--json", *CLOUD, env=cli_env)
 
     assert shown.returncode == 0, shown.stderr
-    rows = [line.split() for line in shown.stdout.splitlines()[1:]]
+    rows = table_rows(shown.stdout)[1:]
     assert [(row[6], row[7], row[8]) for row in rows] == [(new_id, new["name"], "latest")]
     assert every.returncode == 0, every.stderr
-    rows = [line.split() for line in every.stdout.splitlines()[1:]]
+    rows = table_rows(every.stdout)[1:]
     assert [(row[6], row[8]) for row in rows] == [(new_id, "latest"), (old_id, "hidden")]
     assert listed.returncode == 0, listed.stderr
     parsed = {row["id"]: row for row in json.loads(listed.stdout)}

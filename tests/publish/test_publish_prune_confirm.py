@@ -15,6 +15,7 @@ import pytest
 
 from tests.fixtures.heat import CLOUD_NAME
 from tests.publish.helpers import BAKE, REPO, bake
+from tests.support.cli import table_rows
 
 CLOUD = ("--os-cloud", CLOUD_NAME)
 
@@ -75,7 +76,7 @@ def test_prune_asks_on_a_terminal(make_artifact, heat_cloud, tmp_path):
 
     def versions() -> list[str]:
         listing = bake("images", "--spec", name, *CLOUD, env=env)
-        return [line.split()[1] for line in listing.stdout.splitlines()[1:]]
+        return [line[1] for line in table_rows(listing.stdout)[1:]]
 
     code, output, asked = on_terminal(*args, env=env, answer=b"n\n")
 

@@ -12,6 +12,7 @@ from keystoneauth1 import exceptions as ksa_exc
 
 from tests.fixtures.openstack import CLOUD_NAME, OpenStack
 from tests.publish.helpers import bake
+from tests.support.cli import table_rows
 
 
 @pytest.fixture(scope="module")
@@ -56,4 +57,4 @@ def test_prune_without_compute_says_in_use_checks_were_skipped(glance_only, make
     assert warning in pruned.stderr and "images pruned by age alone" in pruned.stderr
     assert sum(" deleted " in line for line in pruned.stdout.splitlines()) == 2
     assert again.returncode == 0 and warning not in again.stderr  # nothing left to prune
-    assert [line.split()[1] for line in listing.stdout.splitlines()[1:]] == ["3.0"]
+    assert [line[1] for line in table_rows(listing.stdout)[1:]] == ["3.0"]

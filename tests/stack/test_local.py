@@ -36,6 +36,7 @@ from bake.cloud.local.signals import Endpoint  # noqa: E402
 from tests.fixtures import browser as browser_fixtures  # noqa: E402
 from tests.stack.signals import send, success_signal  # noqa: E402
 from tests.stack.test_template import schema_problems  # noqa: E402
+from tests.support.cli import table_rows  # noqa: E402
 
 chromedriver = browser_fixtures.chromedriver  # Chromium for the dashboard
 browser = browser_fixtures.browser
@@ -217,7 +218,7 @@ def test_show_outputs_and_list_take_the_output_formats(tmp_path):
         BAKE, "stack", "list", "--local", "-f", "csv", "-c", "name", "-c", "status", store=tmp_path
     )
     assert csv.returncode == 0, csv.stderr
-    assert csv.stdout.splitlines() == ["name,status", "dev,CREATE_COMPLETE"]
+    assert csv.stdout.splitlines() == ['"name","status"', '"dev","CREATE_COMPLETE"']  # cliff's
     value = run(
         BAKE,
         "stack",
@@ -253,7 +254,7 @@ def test_show_outputs_and_list_take_the_output_formats(tmp_path):
     )
     assert shown == {"name": "dev", "status": "CREATE_COMPLETE"}
     table = run(BAKE, "stack", "outputs", "--local", "dev", store=tmp_path).stdout
-    assert table.split()[:2] == ["field", "value"] and "dashboard_url" in table
+    assert table_rows(table)[0] == ["Field", "Value"] and "dashboard_url" in table  # cliff's
     for args, message in (
         (["outputs", "--local", "dev", "-c", "nope"], "-c nope: no such column"),
         (["list", "--local", "--sort-column", "nope"], "--sort-column nope: no such column"),

@@ -35,3 +35,13 @@ def run_bake(
         text=True,
         timeout=timeout,
     )
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The cells of a table as cliff prints it (``| a | b |`` lines between ``+--+``
+    rules), the header first."""
+    return [
+        [cell.strip() for cell in line.strip()[1:-1].split("|")]
+        for line in text.splitlines()
+        if line.startswith("|")
+    ]

@@ -8,8 +8,9 @@ so its titles join the page's sections and every warning fails a ``-W`` build:
     ``bake/specfields.py``) with the defaults of ``bake.spec.DEFAULTS``;
 ``.. bbq-elements::``
     each element's ``README.rst`` (``elements/*/README.rst``), with a label per element;
-``.. bbq-argparse:: MODULE:FUNCTION``
-    a command line from the argparse parser that FUNCTION returns, subcommands included;
+``.. bbq-cliff:: MODULE:APP``
+    a cliff command line: APP's global options and each command's parser
+    (``MODULE.command_parsers``), subcommands included;
 ``.. bbq-config-options:: PATH``
     oslo.config's ``show-options`` for a config generator file (PATH from the repository
     root: the directive makes it absolute, as oslo.config reads it from the working
@@ -214,49 +215,56 @@ def _term(action: argparse.Action) -> str:
     return literal(action.metavar or action.dest)
 
 
-def parser_lines(parser: argparse.ArgumentParser, depth: int) -> list[str]:
-    """A parser's usage, description, arguments and (as subsections) its subcommands."""
+def parser_lines(
+    parser: argparse.ArgumentParser,
+    depth: int,
+    commands: dict[str, argparse.ArgumentParser] | None = None,
+) -> list[str]:
+    """A parser's usage, description, arguments and (as subsections) its subcommands: its
+    own subparsers, else ``commands`` (a cliff application's commands' parsers)."""
     usage = " ".join(parser.format_usage().removeprefix("usage:").split())
     wrapped = textwrap.wrap(usage, 88, break_long_words=False, break_on_hyphens=False)
     lines = ["::", "", *(f"   {'' if i == 0 else '    '}{w}" for i, w in enumerate(wrapped)), ""]
     if parser.description:
         lines += [escape(" ".join(parser.description.split())), ""]
-    subcommands = []
+    subcommands = dict(commands or {})
+    helps = {}
     arguments = []
     for action in parser._actions:
         if action.help == argparse.SUPPRESS:
             continue
         if isinstance(action, argparse._SubParsersAction):
-            subcommands.append(action)
+            subcommands.update(action.choices)
+            helps.update({choice.dest: choice.help for choice in action._choices_actions})
         else:
             arguments.append(action)
     for action in arguments:
         lines += [_term(action), f"   {escape(_help(action, parser.prog)) or '(no help)'}", ""]
-    for action in subcommands:
-        helps = {choice.dest: choice.help for choice in action._choices_actions}
-        for name, sub in action.choices.items():
-            title = literal(sub.prog)
-            lines += [f".. _cli-{sub.prog.replace(' ', '-')}:", ""]
-            lines += [title, _UNDERLINES[depth] * len(title), ""]
-            if helps.get(name) and not sub.description:
-                lines += [escape(helps[name]), ""]
-            lines += parser_lines(sub, depth + 1)
+    for name, sub in subcommands.items():
+        title = literal(sub.prog)
+        lines += [f".. _cli-{sub.prog.replace(' ', '-')}:", ""]
+        lines += [title, _UNDERLINES[depth] * len(title), ""]
+        if helps.get(name) and not sub.description:
+            lines += [escape(helps[name]), ""]
+        lines += parser_lines(sub, depth + 1)
     return lines
 
 
-class ArgparseReference(_Inserting):
-    required_arguments = 1
+class CliffReference(_Inserting):
+    """``.. bbq-cliff:: MODULE:APP``: a cliff application's global options, then each
+    command (``MODULE.command_parsers(app)``) as a subsection."""
 
-    def factory(self):
-        module, _, function = self.arguments[0].partition(":")
-        return getattr(importlib.import_module(module), function)
+    required_arguments = 1
 
     def depends_on(self):
         module = importlib.import_module(self.arguments[0].partition(":")[0])
         return [Path(module.__file__)]
 
     def lines(self):
-        return parser_lines(self.factory()(), 0)
+        module_name, _, app_class = self.arguments[0].partition(":")
+        module = importlib.import_module(module_name)
+        app = getattr(module, app_class)()
+        return parser_lines(app.parser, 0, module.command_parsers(app))
 
 
 # -- oslo.config -------------------------------------------------------------------------
@@ -275,6 +283,6 @@ class ConfigOptions(_Inserting):
 def setup(app):
     app.add_directive("bbq-spec-reference", SpecReference)
     app.add_directive("bbq-elements", Elements)
-    app.add_directive("bbq-argparse", ArgparseReference)
+    app.add_directive("bbq-cliff", CliffReference)
     app.add_directive("bbq-config-options", ConfigOptions)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
