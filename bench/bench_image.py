@@ -7,6 +7,8 @@ times on this host:
   3. with our cleanup and an empty download cache (DIB_IMAGE_CACHE in a new directory;
      the app's wheelhouse stays cached): build time warm/cold.
 Sizes are those of the qcow2 (what Glance stores) and of the root filesystem tarball.
+For the bbq-spark image, the qcow2 of build 1 is also compared with issue 16's absolute
+goal, 550 MiB (stable from machine to machine, unlike the ratio's denominator).
 
 Usage: .venv/bin/python bench/bench_image.py [--spec image-specs/spark.yaml]
 Takes 10-20 minutes (three real builds).
@@ -24,6 +26,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+SPARK_QCOW2_GOAL_MIB = 550
 BAKE = str(Path(sys.executable).parent / "bake")
 
 
@@ -75,6 +78,11 @@ def main() -> int:
         f"size with/without cleanup: qcow2 {clean['qcow2'] / raw['qcow2']:.3f}x, "
         f"tar {clean['tar'] / raw['tar']:.3f}x  (goal <= 0.7x)"
     )
+    if Path(args.spec).name == "spark.yaml":
+        print(
+            f"bbq-spark qcow2 with our cleanup: {clean['qcow2'] / mib:.0f} MiB "
+            f"(goal <= {SPARK_QCOW2_GOAL_MIB} MiB)"
+        )
     print(
         f"build time warm cache {warm_s:.0f}s / cold cache {cold_s:.0f}s = {warm_s / cold_s:.2f}x"
     )

@@ -18,3 +18,10 @@ export DIB_SPARK_PORT_MAX_RETRIES=${DIB_SPARK_PORT_MAX_RETRIES:-16}
 # 1: cloud-init's default user (the image's login user) joins the spark group, which may
 # write Spark's conf/, logs/ and work/.
 export DIB_SPARK_LOGIN_GROUP=${DIB_SPARK_LOGIN_GROUP:-1}
+# Parts of Spark a standalone cluster running PySpark jobs never loads, left out unless set
+# to 1 (README.rst): the JVM shells and Spark Connect, the Kubernetes cluster manager.
+export DIB_SPARK_SHELLS=${DIB_SPARK_SHELLS:-0}
+export DIB_SPARK_KUBERNETES=${DIB_SPARK_KUBERNETES:-0}
+# 1: the jars' entries are stored, not deflated, so that the qcow2's own compression works
+# across class files (a smaller image, a larger root file system); 0 keeps Spark's jars.
+export DIB_SPARK_JARS_STORED=${DIB_SPARK_JARS_STORED:-1}
