@@ -36,11 +36,14 @@ main_pids() {
 # units' processes the same ones for SETTLE seconds at least, counted from the call (made
 # right after the restart) or from systemd's restart of one since: a unit that crashes right
 # after starting is not healthy, and a unit slower than SETTLE to answer is not kept waiting.
+# No poll before SETTLE has passed: none could end the wait sooner, and each one (systemctl,
+# curl) takes CPU from the units starting, on this host and on any sharing its cores.
 wait_healthy() {
     local timeout=$1 settle=$2 url=$3 why pids now since left end
     shift 3
     end=$(($(date +%s) + ${timeout%.*}))
     pids=$(main_pids "$@") since=$(usec "$EPOCHREALTIME")
+    sleep "$settle"
     while :; do
         why=$(why_unhealthy "$url" "$@")
         if [ -z "$why" ]; then

@@ -37,12 +37,12 @@ clone)
     rm -rf "$target"
     cp -al "$releases/$base" "$target"
     rm -f "$target/RELEASE" "$target/WHEELS"
-    # Scripts and activate files name the venv's own path: rewrite them (new files, not the
-    # hard-linked originals).
-    grep -rlIF "$releases/$base/" "$target/bin" | while read -r file; do
-        sed -i "s|$releases/$base\b|$releases/$release|g" "$file"
-    done
-    sed -i "s|$releases/$base\b|$releases/$release|g" "$target/pyvenv.cfg"
+    # Scripts, activate files and pyvenv.cfg name the venv's own path: rewrite them (new
+    # files, not the hard-linked originals), all by one sed.
+    {
+        grep -rlIFZ "$releases/$base/" "$target/bin" || true
+        printf '%s\0' "$target/pyvenv.cfg"
+    } | xargs -0 sed -i "s|$releases/$base\b|$releases/$release|g"
     before=$(requires "$target")
     lap clone
     wheels=()
