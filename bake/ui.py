@@ -336,8 +336,9 @@ def error(message: str) -> None:
 
 
 class Follower:
-    """Follow a file as it is written (``tail -f``), each new line a DEBUG record of
-    ``logger`` (``bake build -v``: the build log on stderr as diskimage-builder writes it).
+    """Follow a file as it is written (``tail -f``), each new line (after ``prefix``) a DEBUG
+    record of ``logger`` (``bake build -v``: the build log on stderr as diskimage-builder
+    writes it; ``bake matrix -v``: each row's log, its lines prefixed with the row).
 
     Example::
 
@@ -349,8 +350,8 @@ class Follower:
 
     POLL = 0.2
 
-    def __init__(self, logger: logging.Logger):
-        self.logger = logger
+    def __init__(self, logger: logging.Logger, prefix: str = ""):
+        self.logger, self.prefix = logger, prefix
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -379,10 +380,10 @@ class Follower:
                 lines = (partial + chunk).split("\n")
                 partial = lines.pop()
                 for line in lines:
-                    self.logger.debug(line)
+                    self.logger.debug(self.prefix + line)
                 if done:
                     if partial:
-                        self.logger.debug(partial)
+                        self.logger.debug(self.prefix + partial)
                     return
                 if not chunk:
                     self._done.wait(self.POLL)

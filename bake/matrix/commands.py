@@ -78,6 +78,7 @@ def command(args) -> int:
             dry_run=args.dry_run,
             smoke=not args.no_test,
             partitioned=args.partitioned,
+            stream_logs=args.verbose > 0,
         )
     finally:
         for sig, handler in previous.items():

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bake import distros
+from bake import distros, ui
 from bake.matrix.model import Matrix, Result, Row, RowStatus, Status, row_plan
 
 WORKER_MODULE = "bake.matrix.worker"  # run as ``python -m bake.matrix.worker REQUEST-JSON``
@@ -94,11 +94,14 @@ def run_matrix(
     partitioned: bool | None = None,
     environ: Mapping[str, str] | None = None,
     on_event: Callable[[str], None] = _print_event,
+    stream_logs: bool = False,
 ) -> list[Result]:
     """Plan every row, skip those with a good artifact, build the rest ``jobs`` at a time.
 
     Validate-only and unbuildable rows are planned (dry-run) but not built; a row whose
     mirror does not answer is only validated. Failures do not stop the other rows.
+    ``stream_logs`` (``bake matrix -v``): each row's log as it is written, its lines
+    prefixed with the row's id, as DEBUG records of :data:`bake.ui.BUILD_LOG_LOGGER`.
     """
     from bake.artifacts import Store
 
@@ -111,7 +114,9 @@ def run_matrix(
             if result is not None:
                 results[row] = result
     if triage.todo:
-        builds = _Builds(matrix, Path(store_root), smoke, partitioned, environ, on_event)
+        builds = _Builds(
+            matrix, Path(store_root), smoke, partitioned, environ, on_event, stream_logs
+        )
         for result in builds.run(triage.todo, jobs):
             results[result.row] = result
     return [results[row] for row in rows if row in results]
@@ -213,6 +218,7 @@ class _Builds:
     partitioned: bool | None
     environ: Mapping[str, str]
     on_event: Callable[[str], None]
+    stream_logs: bool = False
     start: float = 0.0
 
     @property
@@ -238,8 +244,15 @@ class _Builds:
             self.environ.get("DIB_IMAGE_CACHE") or Path.home() / ".cache" / "image-create"
         )
         self.on_event(f"bake: matrix: {row.id}: building (fingerprint {fp[:12]}, log {log_path})")
-        with cache_slots.slot(shared, safe_id) as slot:
-            answer = self._work(row, slot.path, log_path)
+        follower = ui.Follower(ui.BUILD_LOG_LOGGER, f"[{row.id}] ") if self.stream_logs else None
+        if follower:
+            follower.start(log_path)
+        try:
+            with cache_slots.slot(shared, safe_id) as slot:
+                answer = self._work(row, slot.path, log_path)
+        finally:
+            if follower:
+                follower.stop()
         seconds = time.monotonic() - self.start - started
         result = Result(
             row,
@@ -271,6 +284,7 @@ class _Builds:
             "store": str(self.store_root.resolve()),
             "smoke": self.smoke,
             "partitioned": self.partitioned,
+            "stream_log": self.stream_logs,
         }
         env = dict(self.environ)
         env["DIB_IMAGE_CACHE"] = str(cache)

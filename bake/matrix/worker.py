@@ -2,7 +2,8 @@
 
 :mod:`bake.matrix.run` starts one per row to build, in a session of its own, with the row's
 cache slot as ``DIB_IMAGE_CACHE`` and stderr going to the row's log. The worker builds the
-row as ``bake build`` would and prints its outcome as one line of JSON on stdout.
+row as ``bake build`` would (its progress lines, and with ``stream_log`` the build log as it
+is written, into the row's log) and prints its outcome as one line of JSON on stdout.
 
 Example (what run does for a row)::
 
@@ -22,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from bake import ui
 from bake.matrix.model import Row, Status, load_matrix, row_plan
 from bake.matrix.run import is_good
 
@@ -38,8 +40,15 @@ def worker(request: Mapping[str, Any]) -> dict[str, Any]:
     name = plan.spec.name
     existing = store.find(name, fp.value)
     force = existing is not None and not is_good(existing, request["smoke"])
+    follower = ui.Follower(ui.BUILD_LOG_LOGGER) if request.get("stream_log") else None
+
+    def on_log(path: Path) -> None:
+        ui.info(f"bake: {name}: log: {path}")
+        if follower:  # the build log into this worker's stderr, the row's log
+            follower.start(path)
+
     try:
-        outcome = build.build(plan, fp, store, force=force, smoke=request["smoke"])
+        outcome = build.build(plan, fp, store, force=force, smoke=request["smoke"], on_log=on_log)
     except build.BuildError as exc:
         pattern = f"{name}-{fp.value[:12]}-*-{os.getpid()}"
         failed = sorted(store.root.joinpath(".failed").glob(pattern))
@@ -52,6 +61,9 @@ def worker(request: Mapping[str, Any]) -> dict[str, Any]:
         }
     except (wheelhouse.WheelhouseError, dib.BuildInterrupted) as exc:
         return {"status": str(Status.FAILED), "fingerprint": fp.value, "reason": str(exc)}
+    finally:
+        if follower:
+            follower.stop()
     artifact = outcome.artifact
     return {
         "status": str(Status.SKIPPED if outcome.skipped else Status.BUILT),
@@ -67,7 +79,9 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m bake.matrix.worker REQUEST-JSON", file=sys.stderr)
         return 2
-    answer = worker(json.loads(argv[0]))
+    request = json.loads(argv[0])
+    ui.configure_logging(verbose=1 if request.get("stream_log") else 0)  # into the row's log
+    answer = worker(request)
     print(json.dumps(answer))
     return 0
 

@@ -41,9 +41,9 @@ def _two_row_project(project: Path) -> None:
     write_matrix(project, "specs: [one, two]\ndistros: [{distro: debian, release: bookworm}]\n")
 
 
-def _run(project: Path, env: dict | None = None):
+def _run(project: Path, env: dict | None = None, *options: str):
     result = run_bake(
-        "matrix", "--jobs", "2", "--output", "store", cwd=project, env=env, timeout=2400
+        "matrix", "--jobs", "2", "--output", "store", *options, cwd=project, env=env, timeout=2400
     )
     summary = json.loads((project / "store" / "matrix-summary.json").read_text())
     return result, summary, {r["row"]: r for r in summary["rows"]}
@@ -62,6 +62,7 @@ def test_two_rows_in_parallel_a_failure_does_not_stop_the_other_and_reruns_skip(
     assert one["started"] < 10 and two["started"] < 10
     assert two["seconds"] < one["seconds"]
     assert "disk-image-create failed" in two["reason"]
+    assert "bbq-test-gate: failing" not in result.stderr  # the logs are streamed with -v only
     failed_log = Path(two["reason"].rsplit("log: ", 1)[1])
     assert "bbq-test-gate: failing bbq-mx-two as asked" in failed_log.read_text()
     manifest = json.loads((Path(one["artifact"]) / "manifest.json").read_text())
@@ -73,9 +74,13 @@ def test_two_rows_in_parallel_a_failure_does_not_stop_the_other_and_reruns_skip(
     assert table[2].split()[:3] == ["two/debian-bookworm", two["fingerprint"][:12], "failed"]
 
     # The rerun skips the good row and tries the failed one again (it fails again here, as
-    # the gate still asks: a third full build would only repeat the first).
+    # the gate still asks: a third full build would only repeat the first). -v streams the
+    # row's log, each line prefixed with the row, its build log included.
     failed_log.unlink()
-    result, summary, rows = _run(project, {"BBQ_TEST_FAIL_IMAGE": "bbq-mx-two"})
+    result, summary, rows = _run(project, {"BBQ_TEST_FAIL_IMAGE": "bbq-mx-two"}, "-v")
+    streamed = [line for line in result.stderr.splitlines() if line.startswith("[two/")]
+    assert any("bbq-test-gate: failing bbq-mx-two as asked" in line for line in streamed)
+    assert any("Running hooks from" in line for line in streamed), result.stderr[-3000:]
     assert result.returncode == 1, result.stderr[-3000:]
     assert summary["skipped"] == ["one/debian-bookworm"]
     assert summary["built"] == [] and summary["failed"] == ["two/debian-bookworm"]
