@@ -1,4 +1,4 @@
-"""The ``bake`` command line: thin wrappers that parse arguments and call the step modules.
+"""bake: bake Big Data BBQ's OpenStack images, publish them to Glance, launch their stack.
 
 Exit codes: 0 success (or nothing to do), 1 a build or operation failed, 2 bad input
 (spec, arguments, artifact), 130/143 interrupted by SIGINT/SIGTERM, 141 the reader of
@@ -641,6 +641,16 @@ COMMANDS: dict[str, type[BakeCommand]] = {
 }
 
 
+GLOBAL_HELP = {  # what cliff's global options do in bake
+    "-v": "more output (repeatable): -v streams a build's log (bake matrix: every "
+    "row's) to stderr as it is written and shows the client libraries' warnings, -vv their "
+    "info",
+    "--log-file": "every log record, with times, into this file",
+    "--debug": "everything on stderr (keystoneauth's HTTP log, secrets masked) and a traceback "
+    "for unexpected errors",
+}
+
+
 class BakeApp(app.App):
     """``bake`` on cliff: its global options (``--version``, ``-v/-q/--debug/--log-file``,
     ``--elements-dir``), anywhere on the line as the openstack CLI takes them; bake's
@@ -675,6 +685,7 @@ class BakeApp(app.App):
         for action in parser._actions:
             if isinstance(action, argparse._VersionAction):
                 action.version = f"{self.NAME} {version}"
+            action.help = GLOBAL_HELP.get(action.option_strings[0], action.help)
         parser.add_argument(
             "--elements-dir",
             help="our elements (default: elements/ of the spec's checkout, else of the current "
@@ -716,8 +727,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         code = BakeApp().run(argv)
-    except SystemExit as exc:  # argparse: --version, --help, a usage error
-        code = exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
+    except SystemExit as exc:  # argparse and cliff: --version, --help, a usage error
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
     except KeyboardInterrupt:
         code = 128 + signal.SIGINT
     except BrokenPipeError:

@@ -145,6 +145,29 @@ def test_usage_errors_are_one_line():
     ]
 
 
+def test_help_commands_and_no_command():
+    """cliff's help: `bake --help` lists every command and the exit codes; `bake help CMD`
+    is `bake CMD --help`; no command or an unknown one is one line, exit 2."""
+    top = run_bake("--help")
+    assert top.returncode == 0, top.stderr
+    assert "Exit codes: 0 success" in top.stdout
+    for name in ("build", "publish", "matrix", "stack", "images", "prune", "complete"):
+        assert f"\n  {name} " in top.stdout, name
+    assert run_bake("help", "build").stdout == run_bake("build", "--help").stdout
+    assert "--keep-failed" in run_bake("help", "build").stdout
+    none = run_bake()
+    assert none.returncode == 2 and none.stdout == ""
+    assert none.stderr.startswith("bake: error: a command is required: validate, ")
+    assert len(none.stderr.splitlines()) == 1
+    unknown = run_bake("lisst", "--output", "x")
+    assert (unknown.returncode, unknown.stdout) == (2, "")
+    assert (
+        unknown.stderr == "error: 'lisst' is not a bake command; did you mean list? "
+        "(see bake --help)\n"
+    )
+    assert run_bake("--version").stdout.startswith("bake ")
+
+
 def test_fingerprint_formats():
     plain = run_bake("fingerprint", *BASE, env=MIRROR_ENV).stdout.strip()
     document = json.loads(run_bake("fingerprint", *BASE, "-f", "json", env=MIRROR_ENV).stdout)
