@@ -106,6 +106,7 @@ def run_matrix(
     from bake.artifacts import Store
 
     environ = dict(os.environ if environ is None else environ)
+    store_root = Path(store_root).resolve()  # every path in the results absolute, as the logs'
     triage = _Triage(matrix, Store(store_root), environ, partitioned, smoke, dry_run)
     results: dict[Row, Result] = {}
     for row in rows:
