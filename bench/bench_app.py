@@ -4,7 +4,8 @@
   (a) the store's ceiling: raw ``insert_many`` of the same documents, no Spark at all, and
   (b) a seed-style job: per batch count, cache, collect to the driver, one insert per record.
 
-Goals: bbq-stream >= 0.8x the store ceiling and >= 3x the seed-style job.
+Goals: bbq-stream >= 0.95x the store ceiling (issue 17; was 0.8x) and >= 3x the seed-style
+job. The Zaqar ceiling and the latency to the dashboard are in bench_stream_latency.py.
 
 Everything runs here on 127.0.0.1 (SecantusDB, bbq-rest, Spark local[2]); messages come
 through Spark's socket source from bbq-send's socket server. The ceiling and the job use the
@@ -330,6 +331,11 @@ def main() -> int:
             )
             assert seed_writer.store.packets.count_documents({}) == 1000 + len(seed_lines)
             rates["seed"].append(seed)
+            print(
+                f"round {r + 1}: store ceiling {rates['ceiling'][-1]:.0f}/s, bbq-stream "
+                f"{e2e:.0f}/s = {e2e / rates['ceiling'][-1]:.2f}x, seed-style {seed:.0f}/s",
+                flush=True,
+            )
 
         zq = None
         if args.zaqar_events:
@@ -365,11 +371,15 @@ def main() -> int:
                 f"  CPU per event during {key}: store server {cpu:.0f} us, "
                 f"client side (bench + Spark JVM + Python workers) {other:.0f} us"
             )
+        ratios = ", ".join(
+            f"{e / c:.2f}" for c, e in zip(rates["ceiling"], rates["e2e"], strict=True)
+        )
+        print(f"  bbq-stream / store ceiling in each round: {ratios}")
         r_store = med["e2e"] / med["ceiling"]
         r_seed = med["e2e"] / med["seed"]
         print(
-            f"  bbq-stream / store ceiling = {r_store:.2f}  (goal >= 0.8: "
-            f"{'met' if r_store >= 0.8 else 'NOT met'})"
+            f"  bbq-stream / store ceiling = {r_store:.2f}  (goal >= 0.95: "
+            f"{'met' if r_store >= 0.95 else 'NOT met'})"
         )
         print(
             f"  bbq-stream / seed-style    = {r_seed:.1f}  (goal >= 3: "
