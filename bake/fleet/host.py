@@ -47,7 +47,7 @@ from bake.fleet.results import (
     reason,
     say,
 )
-from bake.fleet.shipment import INSTALLER, INSTALLER_SHA256, NOTHING, Build, installer_wheel, plan
+from bake.fleet.shipment import INSTALLER, NOTHING, Build, plan, tools_for
 
 DEFAULT_KEEP = 3
 HEALTH_TIMEOUT = 60.0
@@ -95,8 +95,7 @@ def install(
     steps = NOTHING if reuse else plan(build, state, mode)
     say(label, f"{state.current} -> {build.release}: sending {len(steps.send)} wheel(s)")
     files = {wheel: build.house.path / wheel for wheel in steps.send}
-    if steps.install and mode == "clone" and state.pool.get(INSTALLER) != INSTALLER_SHA256:
-        files[INSTALLER] = installer_wheel()  # for reinstall.py, into the pool once
+    files.update(tools_for(steps, state, mode))  # reinstall.py's installer, once a host
     if files:
         with result.phase("send"):
             sftp = c.sftp()

@@ -36,7 +36,7 @@ from bake.fleet.host import DEFAULT_KEEP, check_deployable, pruned, rollback_tar
 from bake.fleet.hoststate import HostState, host_state
 from bake.fleet.layout import DEFAULT, HostLayout
 from bake.fleet.results import PLANNED, UNCHANGED, HostResult, attempt, say
-from bake.fleet.shipment import Build, plan
+from bake.fleet.shipment import Build, plan, tools_for
 
 
 def _base(task: str, action: str, state: HostState, to: str) -> dict:
@@ -77,10 +77,12 @@ def deploy_plan(
     else:
         build = houses(state.extras)
         steps = plan(build, state, mode)
+        tools = tools_for(steps, state, mode)
         found = {
             **_base("deploy", "install", state, release),
-            "send": list(steps.send),
-            "send_bytes": sum(build.sizes[w] for w in steps.send),
+            "send": [*steps.send, *tools],
+            "send_bytes": sum(build.sizes[w] for w in steps.send)
+            + sum(path.stat().st_size for path in tools.values()),
             "link": list(steps.link),
             "install": list(steps.install),
             "remove": list(steps.remove),

@@ -135,6 +135,14 @@ def installer_wheel(cache: Path = TOOLS_CACHE) -> Path:
         return path
 
 
+def tools_for(steps: Plan, state: HostState, mode: str) -> dict[str, Path]:
+    """{file name: local path} of what the host gets beside the plan's wheels: the pinned
+    installer wheel, for a clone's reinstall, when its pool lacks it."""
+    if steps.install and mode == "clone" and state.pool.get(INSTALLER) != INSTALLER_SHA256:
+        return {INSTALLER: installer_wheel()}
+    return {}
+
+
 class Wheelhouses:
     """The app's builds by extras: ``houses(extras)`` builds each distinct set once (threads
     asking for the same set wait for the one build)."""

@@ -13,7 +13,7 @@ from bake.fleet import DeployError
 from bake.fleet.hoststate import HostState
 from bake.fleet.hoststate import host_extras as _host_extras
 from bake.fleet.plans import deploy_plan, describe, rollback_plan
-from bake.fleet.shipment import Build, plan
+from bake.fleet.shipment import INSTALLER, INSTALLER_SHA256, Build, installer_wheel, plan
 from bake.wheelhouse import Wheelhouse
 
 WHEELS = (
@@ -107,7 +107,7 @@ def test_the_check_plan_of_a_deploy():
     host = HostState(
         current="0.1.0-b",
         releases=("0.0.9-a", "0.1.0-old", "0.1.0-b"),
-        pool={},
+        pool={INSTALLER: INSTALLER_SHA256},
         units=("bbq-rest.service",),
         health_url="http://127.0.0.1:8780/healthz",
         installed=installed,
@@ -131,6 +131,19 @@ def test_the_check_plan_of_a_deploy():
     assert "restart bbq-rest.service; check health (http://127.0.0.1:8780/healthz)" in text
     assert "then remove 0.0.9-a" in text
     json.dumps(found)  # JSON-ready for --format json
+
+
+def test_a_clone_sends_the_pinned_installer_once():
+    """reinstall.py's pypa/installer wheel goes with the first clone to a host whose pool
+    lacks it (or has other bytes under its name), and is in the --check plan then."""
+    size = installer_wheel().stat().st_size
+    for pool in ({}, {INSTALLER: "sha-other"}):
+        found = deploy_plan(build(), state(pool=pool), keep=3, mode="clone")
+        assert found["send"][-1] == INSTALLER and found["send_bytes"] == 400 + size
+    found = deploy_plan(build(), state(pool={INSTALLER: INSTALLER_SHA256}), mode="clone")
+    assert INSTALLER not in found["send"] and found["send_bytes"] == 400
+    found = deploy_plan(build(), state(), mode="fresh")  # no reinstall.py: pip
+    assert INSTALLER not in found["send"]
 
 
 def test_the_check_plan_when_there_is_nothing_or_little_to_do():
