@@ -24,7 +24,9 @@ SSH key (one deploy key for a fleet, as in production): both tools are given tha
 (the deployer's CPU: SSH, hashing, the rollout) and prints its top functions.
 
 Usage: .venv/bin/python bench/bench_fleet_ansible.py [--rootfs DIR] [--hosts 8] [--rounds 3]
-       [--profile] [--no-ansible] [--ansible-one] [--app DIR]
+       [--profile] [--no-ansible] [--ansible-one] [--floor] [--app DIR]
+(--floor: the same deploy_host with each host command run through nsenter in the
+container, no SSH or Fabric: the hosts' own contention, fab's ratio's physical floor).
 (without --rootfs the bbq-rest image is built with ``bake build`` first).
 """
 
