@@ -401,6 +401,7 @@ class BakeCommand(command.Command):
         """Add this command's options."""
 
     def action(self, args: argparse.Namespace) -> int:
+        """Run the command (a ``cmd_*`` function of this module, as a staticmethod)."""
         raise NotImplementedError
 
     def take_action(self, parsed_args: argparse.Namespace) -> int:
@@ -441,8 +442,7 @@ class Validate(BakeCommand):
         p.add_argument("specs", nargs="*", metavar="SPEC", help="default: image-specs/*.yaml")
         ui.add_format_options(p, VALIDATE_COLUMNS)
 
-    def action(self, args):
-        return cmd_validate(args)
+    action = staticmethod(cmd_validate)
 
 
 class Fingerprint(BakeCommand):
@@ -454,8 +454,7 @@ class Fingerprint(BakeCommand):
         ui.add_format_options(p, FINGERPRINT_FIELDS, listing=False)
         _partition_options(p)
 
-    def action(self, args):
-        return cmd_fingerprint(args)
+    action = staticmethod(cmd_fingerprint)
 
 
 class Build(BakeCommand):
@@ -486,8 +485,7 @@ class Build(BakeCommand):
         cloud_commands.add_publish_options(p)
         cloud_commands.add_cloud_options(p)
 
-    def action(self, args):
-        return cmd_build(args)
+    action = staticmethod(cmd_build)
 
 
 class Test(BakeCommand):
@@ -512,8 +510,7 @@ class Test(BakeCommand):
         _partition_options(p)
         ui.add_format_options(p, TEST_FIELDS, listing=False)
 
-    def action(self, args):
-        return cmd_test(args)
+    action = staticmethod(cmd_test)
 
 
 class Matrix(BakeCommand):
@@ -526,8 +523,7 @@ class Matrix(BakeCommand):
         _partition_options(p)
         matrix_commands.add_arguments(p)
 
-    def action(self, args):
-        return cmd_matrix(args)
+    action = staticmethod(cmd_matrix)
 
 
 class Stack(BakeCommand):
@@ -538,8 +534,7 @@ class Stack(BakeCommand):
 
         stack_commands.add_arguments(p)
 
-    def action(self, args):
-        return cmd_stack(args)
+    action = staticmethod(cmd_stack)
 
 
 class List(BakeCommand):
@@ -550,8 +545,7 @@ class List(BakeCommand):
         ui.json_option(p)
         ui.add_format_options(p, LIST_COLUMNS)
 
-    def action(self, args):
-        return cmd_list(args)
+    action = staticmethod(cmd_list)
 
 
 class Publish(BakeCommand):
@@ -567,8 +561,7 @@ class Publish(BakeCommand):
         cloud_commands.add_publish_options(p)
         cloud_commands.add_cloud_options(p)
 
-    def action(self, args):
-        return cmd_publish(args)
+    action = staticmethod(cmd_publish)
 
 
 class Images(BakeCommand):
@@ -583,8 +576,7 @@ class Images(BakeCommand):
         ui.add_format_options(p, cloud_commands.IMAGES_COLUMNS)
         cloud_commands.add_cloud_options(p)
 
-    def action(self, args):
-        return cmd_images(args)
+    action = staticmethod(cmd_images)
 
 
 class Prune(BakeCommand):
@@ -606,8 +598,7 @@ class Prune(BakeCommand):
         cloud_commands.add_cloud_options(p)
         ui.add_format_options(p, cloud_commands.PRUNE_COLUMNS)
 
-    def action(self, args):
-        return cmd_prune(args)
+    action = staticmethod(cmd_prune)
 
 
 class Complete(BakeCommand):
