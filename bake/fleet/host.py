@@ -93,9 +93,9 @@ def install(
     """Send what the host lacks and build the release there (checked); before the switch."""
     reuse = build.release in state.releases
     steps = NOTHING if reuse else plan(build, state, mode)
-    say(label, f"{state.current} -> {build.release}: sending {len(steps.send)} wheel(s)")
     files = {wheel: build.house.path / wheel for wheel in steps.send}
     files.update(tools_for(steps, state, mode))  # reinstall.py's installer, once a host
+    say(label, f"{state.current} -> {build.release}: sending {len(files)} wheel(s)")
     if files:
         with result.phase("send"):
             sftp = c.sftp()
