@@ -215,23 +215,29 @@ def zaqar_rate(spark, mongo, rest, zaqar, n: int) -> float:
     writer = job.BatchWriter(conf)
     query, _ = job.start(spark, conf, writer=writer)
     try:
-        # Sustained rate: from the end of the first batch (query start-up excluded).
-        testing.wait_until(
-            lambda: writer.records > 0 or not query.isActive, 300, interval=0.01, what="batch"
-        )
-        first, started = writer.records, time.monotonic()
-        testing.wait_until(
-            lambda: writer.records >= n or not query.isActive, 600, interval=0.02, what="drained"
-        )
-        took = time.monotonic() - started
-        if query.exception() is not None:
-            raise RuntimeError(query.exception())
+        rate = sustained_rate(writer, query, n, interval=0.02)
         testing.wait_until(
             lambda: client_queue.stats["messages"]["total"] == 0, 60, what="queue drained"
         )
     finally:
         query.stop()
     assert writer.store.packets.count_documents({}) == n
+    return rate
+
+
+def sustained_rate(writer, query, n: int, interval: float = 0.01) -> float:
+    """Events/s the running ``query`` stores through ``writer`` from the end of its first
+    batch (query start-up excluded) until ``n`` are stored; raises the query's error."""
+    testing.wait_until(
+        lambda: writer.records > 0 or not query.isActive, 300, interval=0.01, what="batch"
+    )
+    first, started = writer.records, time.monotonic()
+    testing.wait_until(
+        lambda: writer.records >= n or not query.isActive, 600, interval=interval, what="drained"
+    )
+    took = time.monotonic() - started
+    if query.exception() is not None:
+        raise RuntimeError(query.exception())
     return (n - first) / took
 
 

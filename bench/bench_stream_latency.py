@@ -38,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bbq import config, job, send, testing  # noqa: E402
-from bench_app import SERVICES, ceiling, messages  # noqa: E402
+from bench_app import SERVICES, ceiling, messages, sustained_rate  # noqa: E402
 
 from tests.fixtures.mongo import MongoServer  # noqa: E402
 from tests.fixtures.rest import RestServer  # noqa: E402
@@ -93,16 +93,7 @@ def zaqar_job(spark, mongo, rest, zaqar, n: int, conf_extra: dict) -> tuple[floa
     writer = job.BatchWriter(conf)
     query, _ = job.start(spark, conf, writer=writer)
     try:
-        testing.wait_until(
-            lambda: writer.records > 0 or not query.isActive, 300, interval=0.01, what="batch"
-        )
-        first, started = writer.records, time.monotonic()
-        testing.wait_until(
-            lambda: writer.records >= n or not query.isActive, 600, interval=0.01, what="drained"
-        )
-        took = time.monotonic() - started
-        if query.exception() is not None:
-            raise RuntimeError(query.exception())
+        rate = sustained_rate(writer, query, n)
         testing.wait_until(lambda: zaqar.queue_depth(queue)["total"] == 0, 60, what="deleted")
     finally:
         writer.stop()
@@ -110,7 +101,7 @@ def zaqar_job(spark, mongo, rest, zaqar, n: int, conf_extra: dict) -> tuple[floa
     stored = writer.store.packets.count_documents({})
     assert stored == n, f"{stored} stored of {n}"
     assert writer.store.counts() == {s: n // len(SERVICES) for s in SERVICES}
-    return (n - first) / took, {"batches": writer.batches, "conf": conf}
+    return rate, {"batches": writer.batches, "conf": conf}
 
 
 # -- (2) latency ----------------------------------------------------------------------------

@@ -115,9 +115,7 @@ def run_matrix(
             if result is not None:
                 results[row] = result
     if triage.todo:
-        builds = _Builds(
-            matrix, Path(store_root), smoke, partitioned, environ, on_event, stream_logs
-        )
+        builds = _Builds(matrix, store_root, smoke, partitioned, environ, on_event, stream_logs)
         for result in builds.run(triage.todo, jobs):
             results[result.row] = result
     return [results[row] for row in rows if row in results]
